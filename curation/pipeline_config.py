@@ -1,0 +1,122 @@
+"""Load and validate a named pipeline from pipelines.yaml.
+
+Every key is checked against the dataclasses below and render.settings: an unknown key, a wrong type
+or a missing pipeline is an error naming the file, the pipeline and the key. Keys left out take the
+dataclass defaults, which are the paper's settings.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import typing
+from dataclasses import dataclass, field
+
+import yaml
+
+from render.settings import JobSettings, KeyframeSettings, RenderSettings
+
+SOURCE_KINDS = ("demo", "local")
+DEFAULT_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pipelines.yaml")
+
+
+class PipelineConfigError(ValueError):
+    pass
+
+
+@dataclass
+class SourceSettings:
+    kind: str = "demo"   # demo: the built-in generated assets; local: a folder or list file of assets
+    path: str = ""       # local: folder of .glb/.gltf files, or a text file with one path per line
+
+
+@dataclass
+class Pipeline:
+    name: str = ""
+    description: str = ""
+    seed: int = 0
+    source: SourceSettings = field(default_factory=SourceSettings)
+    keyframes: KeyframeSettings = field(default_factory=KeyframeSettings)
+    render: RenderSettings = field(default_factory=RenderSettings)
+
+    def job_settings(self) -> JobSettings:
+        return JobSettings(render=self.render, keyframes=self.keyframes, seed=self.seed)
+
+    def config_hash(self) -> str:
+        """Short sha256 of the resolved settings: recorded with every output they produced."""
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def available(path: str = DEFAULT_FILE) -> list[str]:
+    return sorted(_read(path))
+
+
+def load_pipeline(name: str, path: str = DEFAULT_FILE) -> Pipeline:
+    doc = _read(path)
+    if name not in doc:
+        raise PipelineConfigError(f"{path}: no pipeline named {name!r} (have: {', '.join(sorted(doc))})")
+    where = f"{path}: pipeline {name!r}"
+    body = doc[name]
+    if not isinstance(body, dict):
+        raise PipelineConfigError(f"{where}: expected a mapping, got {type(body).__name__}")
+    pipe = _build(Pipeline, {**body, "name": name}, where, "")
+    if pipe.source.kind not in SOURCE_KINDS:
+        raise PipelineConfigError(f"{where}: key 'source.kind': must be one of {SOURCE_KINDS}, "
+                                  f"got {pipe.source.kind!r}")
+    try:
+        pipe.render.validate()
+        pipe.keyframes.validate()
+    except ValueError as exc:
+        raise PipelineConfigError(f"{where}: {exc}") from None
+    return pipe
+
+
+def _read(path: str) -> dict:
+    try:
+        with open(path) as f:
+            doc = yaml.safe_load(f)
+    except OSError as exc:
+        raise PipelineConfigError(f"{path}: cannot read pipelines file ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise PipelineConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise PipelineConfigError(f"{path}: expected a mapping of pipeline names")
+    return doc
+
+
+def _build(cls, data: dict, where: str, prefix: str):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if key not in names:
+            raise PipelineConfigError(f"{where}: unknown key {dotted!r} (allowed here: {', '.join(sorted(names))})")
+        kwargs[key] = _coerce(hints[key], value, where, dotted)
+    return cls(**kwargs)
+
+
+def _coerce(tp, value, where: str, key: str):
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise PipelineConfigError(f"{where}: key {key!r}: expected a mapping, got {_show(value)}")
+        return _build(tp, value, where, key + ".")
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise PipelineConfigError(f"{where}: key {key!r}: expected a list of {item.__name__}, got {_show(value)}")
+        return [_coerce(item, v, where, f"{key}[{i}]") for i, v in enumerate(value)]
+    ok = {bool: lambda v: isinstance(v, bool),
+          int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+          float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+          str: lambda v: isinstance(v, str)}[tp](value)
+    if not ok:
+        raise PipelineConfigError(f"{where}: key {key!r}: expected {tp.__name__}, got {_show(value)}")
+    return float(value) if tp is float else value
+
+
+def _show(value) -> str:
+    return f"{type(value).__name__} {value!r}"

@@ -1,0 +1,185 @@
+"""The per-asset Blender job: import, then one clip folder per animation (runs inside bpy).
+
+Started by `render.launcher` as `python -m render.blender_job --request REQ.json`; it writes its
+result (clips written, clips skipped with reasons, or a failure with a kind) to the request's
+`result` path. Only the launcher reads that file; a crash leaves no result, which the launcher
+reports as kind "crash".
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+
+import bpy
+import numpy as np
+
+from render import cameras, engine, geometry, lighting, scene, texture_evidence
+from render.clip_writer import ClipWriter
+from render.keyframes import ClipTooShort, choose_keyframes, clip_seed
+from render.settings import JobSettings
+
+
+class AssetFailure(Exception):
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+class Timer:
+    """Accumulates seconds per stage: import, evaluate (frame change + vertex export), render, write."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def add(self, stage: str, since: float) -> float:
+        now = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - since
+        return now
+
+
+def set_frame(frame: float) -> None:
+    whole = int(np.floor(frame))
+    bpy.context.scene.frame_set(whole, subframe=float(frame - whole))
+
+
+def render_asset(asset: str, uid: str, out_dir: str, job: JobSettings, extra_meta: dict) -> dict:
+    timer = Timer()
+    t = time.perf_counter()
+    scene.reset_blender()
+    try:
+        scene.import_asset(asset)
+    except scene.UnreadableAsset as exc:
+        raise AssetFailure("unreadable", str(exc)) from exc
+    meshes = scene.counted_meshes()
+    if not meshes:
+        raise AssetFailure("no_geometry", f"{asset}: no visible, renderable mesh")
+    actions = scene.animations()
+    if not actions:
+        raise AssetFailure("no_animation", f"{asset}: the file has no animation")
+    rest = scene.RestState()
+    rs, ks = job.render, job.keyframes
+    evidence = {"scene": texture_evidence.gather(meshes), "file": texture_evidence.file_evidence(asset)}
+    used = engine.configure(rs)
+    views = cameras.orbit_views(rs.views, rs.resolution, rs.fov_deg, rs.elevation_deg, rs.volume_size)
+    cams = engine.make_cameras(views, rs.fov_deg)
+    fps = bpy.context.scene.render.fps / bpy.context.scene.render.fps_base
+    t = timer.add("import", t)
+
+    asset_info = {"meshes": [o.name for o in meshes], "texture_evidence": evidence,
+                  "animations": [a.name for a in actions], "fps": fps,
+                  "blender": bpy.app.version_string}
+    clips, skipped = [], []
+    for index, action in enumerate(actions):
+        start, end = scene.action_frame_range(action)
+        cseed = clip_seed(job.seed, uid, index)
+        rng = np.random.default_rng(cseed)
+        base = {"animation": action.name, "animation_index": index, "frame_range": [start, end]}
+        try:
+            keyframes, subframes = choose_keyframes(start, end, ks.count, ks.max_spacing, rng,
+                                                    ks.short_clip, ks.min_source_frames)
+        except ClipTooShort as exc:
+            skipped.append({**base, "reason": "too_short", "detail": str(exc)})
+            continue
+        scene.play(action, rest)
+        key = f"{uid}_{index}"
+        writer = ClipWriter(out_dir, key)
+        try:
+            meta = render_clip(writer, meshes, cams, views, keyframes, rng, job, timer)
+        except (geometry.VertexCountChanged, DegenerateClip) as exc:
+            writer.abort()
+            reason = "vertex_count_changed" if isinstance(exc, geometry.VertexCountChanged) else "degenerate_bbox"
+            skipped.append({**base, "reason": reason, "detail": str(exc)})
+            continue
+        except BaseException:
+            writer.abort()
+            raise
+        meta.update({**extra_meta, "uid": uid, "key": key, **base, "fps": fps,
+                     "keyframes": [int(f) if not subframes else round(float(f), 4) for f in keyframes],
+                     "subframes": subframes, "seed": job.seed, "clip_seed": cseed,
+                     "texture_evidence": evidence, "blender": bpy.app.version_string,
+                     "render": {**used, "resolution": rs.resolution, "views": rs.views,
+                                "fov_deg": rs.fov_deg, "elevation_deg": rs.elevation_deg,
+                                "volume_size": rs.volume_size, **meta.pop("light")}})
+        writer.write_json("meta.json", meta)
+        t = time.perf_counter()
+        path = writer.commit()
+        timer.add("write", t)
+        clips.append({**base, "key": key, "dir": path, "keyframes": len(keyframes),
+                      "vertices": meta["vertices"], "faces": meta["faces"], "subframes": subframes})
+    return {"status": "ok", "clips": clips, "skipped": skipped, "asset": asset_info,
+            "timings": timer.seconds}
+
+
+class DegenerateClip(Exception):
+    """The first keyframe's bounding box has no extent: nothing to normalize or frame."""
+
+
+def render_clip(writer: ClipWriter, meshes, cams, views, keyframes, rng, job: JobSettings,
+                timer: Timer) -> dict:
+    rs = job.render
+    t = time.perf_counter()
+    set_frame(keyframes[0])
+    v0, counts = geometry.world_vertices(meshes)
+    lo, hi = v0.min(0), v0.max(0)
+    extent = float((hi - lo).max())
+    if not extent > 1e-9:
+        raise DegenerateClip(f"first keyframe bounding box extent {extent}")
+    offset, scale = (lo + hi) / 2.0, 1.0 / extent
+    faces = geometry.triangles(meshes)
+    d = cameras.camera_distance(rs.volume_size, rs.fov_deg, rs.elevation_deg)
+    engine.place_cameras(cams, [cameras.blender_camera_matrix(v["w2c"], offset, scale) for v in views],
+                         clip_start=0.01 / scale, clip_end=(d + 2.0 * rs.volume_size) / scale)
+    light = lighting.draw_light(rs.light, rng)
+    lighting.apply_light(light)
+    verts = np.empty((len(keyframes), len(v0), 3), dtype=np.float32)
+    verts[0] = (v0 - offset) * scale
+    t = timer.add("evaluate", t)
+    for ti, frame in enumerate(keyframes):
+        if ti > 0:
+            set_frame(frame)
+            v, _ = geometry.world_vertices(meshes, counts)
+            verts[ti] = (v - offset) * scale
+            t = timer.add("evaluate", t)
+        for vi, cam in enumerate(cams):
+            engine.render_view(cam, writer.view_path(vi))
+        t = timer.add("render", t)
+        writer.write_frame(ti, len(cams))
+        t = timer.add("write", t)
+    writer.write_arrays(verts, faces)
+    writer.write_json("cameras.json", {
+        "convention": "opencv", "width": rs.resolution, "height": rs.resolution,
+        "views": [{"name": v["name"], "azimuth_deg": v["azimuth_deg"], "K": v["K"].tolist(),
+                   "w2c": v["w2c"].tolist()} for v in views]})
+    timer.add("write", t)
+    return {"normalization": {"offset": offset.tolist(), "scale": scale}, "light": light,
+            "vertices": int(verts.shape[1]), "faces": int(len(faces)), "meshes": len(meshes)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--request", required=True, help="JSON request written by render.launcher")
+    args = ap.parse_args(argv)
+    with open(args.request) as f:
+        req = json.load(f)
+    try:
+        result = render_asset(req["asset"], req["uid"], req["out_dir"],
+                              JobSettings.from_dict(req["settings"]), req.get("extra_meta", {}))
+    except AssetFailure as exc:
+        result = {"status": "failed", "failure": {"kind": exc.kind, "message": str(exc)}}
+    except Exception as exc:  # our code or Blender's API failed on this asset: recorded, not raised
+        result = {"status": "failed", "failure": {
+            "kind": "error", "message": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc(limit=8)}}
+    tmp = req["result"] + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(result, f)
+    os.replace(tmp, req["result"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+import pytest
+
+from curation.pipeline_config import PipelineConfigError, available, load_pipeline
+
+
+def write(tmp_path, text):
+    p = tmp_path / "pipelines.yaml"
+    p.write_text(text)
+    return str(p)
+
+
+def test_shipped_pipelines_load_with_paper_settings():
+    assert "demo" in available()
+    demo = load_pipeline("demo")
+    assert (demo.keyframes.count, demo.keyframes.max_spacing) == (30, 3)
+    assert (demo.render.views, demo.render.resolution) == (4, 256)
+    assert demo.source.kind == "demo"
+    for name in available():
+        load_pipeline(name)
+
+
+def test_missing_pipeline_names_file_and_pipeline(tmp_path):
+    path = write(tmp_path, "demo: {seed: 1}\n")
+    with pytest.raises(PipelineConfigError, match=r"pipelines\.yaml: no pipeline named 'nope'"):
+        load_pipeline("nope", path)
+
+
+def test_unknown_key_names_file_pipeline_and_key(tmp_path):
+    path = write(tmp_path, "p1:\n  render:\n    samplez: 4\n")
+    with pytest.raises(PipelineConfigError) as err:
+        load_pipeline("p1", path)
+    msg = str(err.value)
+    assert path in msg and "'p1'" in msg and "'render.samplez'" in msg
+
+
+@pytest.mark.parametrize("body, key", [
+    ("render:\n    samples: many", "render.samples"),
+    ("keyframes:\n    count: 2.5", "keyframes.count"),
+    ("render:\n    denoise: 1", "render.denoise"),
+    ("render:\n    light:\n      hdris: studio.exr", "render.light.hdris"),
+    ("seed: [1]", "seed"),
+])
+def test_wrong_type_names_the_key(tmp_path, body, key):
+    path = write(tmp_path, "p2:\n  " + body + "\n")
+    with pytest.raises(PipelineConfigError, match=rf"pipeline 'p2': key '{key}.*': expected"):
+        load_pipeline("p2", path)
+
+
+def test_bad_values_are_rejected(tmp_path):
+    path = write(tmp_path, "p3:\n  render:\n    engine: povray\n")
+    with pytest.raises(PipelineConfigError, match="render.engine"):
+        load_pipeline("p3", path)
+    path = write(tmp_path, "p4:\n  keyframes:\n    short_clip: stretch\n")
+    with pytest.raises(PipelineConfigError, match="short_clip"):
+        load_pipeline("p4", path)
+
+
+def test_config_hash_follows_settings(tmp_path):
+    a = load_pipeline("p", write(tmp_path, "p: {render: {samples: 8}}\n"))
+    b = load_pipeline("p", write(tmp_path, "p: {render: {samples: 9}}\n"))
+    assert a.config_hash() != b.config_hash()
+    assert a.config_hash() == load_pipeline("p", write(tmp_path, "p: {render: {samples: 8}}\n")).config_hash()
