@@ -1,0 +1,62 @@
+"""A bad asset comes back from the launcher as a failure of the right kind, quickly, with no clip
+folder and no temporary folder left behind."""
+import os
+import time
+
+import pytest
+
+from render.launcher import render_asset
+from tests.conftest import tiny_job
+
+pytestmark = pytest.mark.slow
+
+
+def assert_nothing_written(out):
+    assert not os.path.exists(out) or os.listdir(out) == []
+
+
+@pytest.mark.parametrize("name", ["truncated", "not_a_glb"])
+def test_corrupt_and_non_glb_files_are_unreadable(name, demo_assets, tmp_path):
+    start = time.perf_counter()
+    res = render_asset(demo_assets[name]["path"], str(tmp_path / "out"), tiny_job())
+    assert not res.ok and res.failure["kind"] == "unreadable"
+    assert "glTF import failed" in res.failure["message"] and name in res.failure["message"]
+    assert time.perf_counter() - start < 30
+    assert_nothing_written(tmp_path / "out")
+
+
+def test_missing_file_and_wrong_extension_are_unreadable(tmp_path):
+    res = render_asset(str(tmp_path / "nope.glb"), str(tmp_path / "out"), tiny_job())
+    assert res.failure["kind"] == "unreadable" and "no such file" in res.failure["message"]
+    other = tmp_path / "model.fbx"
+    other.write_bytes(b"\0" * 64)
+    res = render_asset(str(other), str(tmp_path / "out"), tiny_job())
+    assert res.failure["kind"] == "unreadable" and "unsupported extension" in res.failure["message"]
+
+
+def test_asset_without_animation_is_recorded_as_such(shared_asset, tmp_path):
+    import struct
+    import json
+    # the fox with its animations removed from the glTF JSON: a valid, static file
+    data = open(shared_asset("fox.glb"), "rb").read()
+    (n,) = struct.unpack_from("<I", data, 12)
+    gltf = json.loads(data[20:20 + n])
+    gltf.pop("animations")
+    body = json.dumps(gltf).encode()
+    body += b" " * (-len(body) % 4)
+    rest = data[20 + n:]
+    out = b"glTF" + struct.pack("<II", 2, 20 + len(body) + len(rest)) + struct.pack("<I", len(body)) + b"JSON"
+    path = tmp_path / "still_fox.glb"
+    path.write_bytes(out + body + rest)
+    res = render_asset(str(path), str(tmp_path / "out"), tiny_job())
+    assert res.failure["kind"] == "no_animation", res.failure
+    assert_nothing_written(tmp_path / "out")
+
+
+def test_timeout_kills_the_job_and_leaves_no_partial_clip(shared_asset, tmp_path):
+    job = tiny_job(resolution=64, samples=64, keyframes=30)
+    start = time.perf_counter()
+    res = render_asset(shared_asset("fox.glb"), str(tmp_path / "out"), job, timeout_s=4)
+    elapsed = time.perf_counter() - start
+    assert res.failure["kind"] == "timeout" and elapsed < 15
+    assert_nothing_written(tmp_path / "out")  # the half-rendered clip's temporary folder is gone
