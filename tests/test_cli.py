@@ -1,0 +1,37 @@
+"""The `driveanymesh` command: render writes and names its clip folders; config errors stop early."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+CLI = [sys.executable, "-m", "driveanymesh"]
+
+
+@pytest.mark.slow
+def test_render_command_writes_one_folder_per_animation_and_prints_them(demo_assets, tmp_path):
+    out = tmp_path / "clips"
+    proc = subprocess.run(CLI + ["render", demo_assets["multi_anim"]["path"], "--out", str(out),
+                                 "--resolution", "16", "--keyframes", "2", "--samples", "1",
+                                 "--engine", "workbench", "--seed", "3"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(os.listdir(out)) == ["multi_anim_0", "multi_anim_1", "multi_anim_2"]
+    for key in os.listdir(out):
+        assert sorted(os.listdir(out / key)) == ["cameras.json", "faces.npy", "frame00.png", "frame01.png",
+                                                 "meta.json", "verts.npy"]
+        assert f"clip  {out / key}" in proc.stdout
+    assert "3 clips, 0 skipped" in proc.stdout
+
+
+@pytest.mark.slow
+def test_render_command_reports_a_bad_asset_and_exits_nonzero(demo_assets, tmp_path):
+    proc = subprocess.run(CLI + ["render", demo_assets["not_a_glb"]["path"], "--out", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and "unreadable" in proc.stderr
+
+
+def test_unknown_pipeline_is_a_clear_error(tmp_path):
+    proc = subprocess.run(CLI + ["render", "x.glb", "--out", str(tmp_path), "--pipeline", "nope"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "no pipeline named 'nope'" in proc.stderr
