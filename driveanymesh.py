@@ -21,8 +21,20 @@ def _cmd_render(args) -> int:
         job.seed = args.seed
     job.render.validate()
     job.keyframes.validate()
-    res = render_asset(args.asset, args.out, job, uid=args.uid, timeout_s=args.timeout,
+    from tqdm import tqdm
+
+    name = os.path.basename(args.asset)
+    bar = tqdm(total=1, desc=name, bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
+
+    def show(p: dict) -> None:  # progress as clips done, fractional within the current clip
+        bar.total = p["clips"]
+        bar.n = p["clip"] - 1 + p["frame"] / p["frames"]
+        bar.set_description_str(f"{name} clip {p['clip']}/{p['clips']} {p['animation']!r} "
+                                f"frame {p['frame']}/{p['frames']}")
+
+    res = render_asset(args.asset, args.out, job, uid=args.uid, timeout_s=args.timeout, on_progress=show,
                        extra_meta={"source": "local", "pipeline": pipe.name, "config_hash": pipe.config_hash()})
+    bar.close()
     for c in res.clips:
         print(f"clip  {c['dir']}  ({c['animation']!r}, {c['keyframes']} keyframes, {c['vertices']} vertices)")
     for s in res.skipped:

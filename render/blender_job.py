@@ -8,6 +8,7 @@ reports as kind "crash".
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -46,7 +47,21 @@ def set_frame(frame: float) -> None:
     bpy.context.scene.frame_set(whole, subframe=float(frame - whole))
 
 
-def render_asset(asset: str, uid: str, out_dir: str, job: JobSettings, extra_meta: dict) -> dict:
+class Progress:
+    """Latest progress, replaced atomically in a small JSON file the launcher polls."""
+
+    def __init__(self, path: str | None):
+        self.path = path
+
+    def __call__(self, **state) -> None:
+        if self.path:
+            with open(self.path + ".tmp", "w") as f:
+                json.dump(state, f)
+            os.replace(self.path + ".tmp", self.path)
+
+
+def render_asset(asset: str, uid: str, out_dir: str, job: JobSettings, extra_meta: dict,
+                 progress: Progress = Progress(None)) -> dict:
     timer = Timer()
     t = time.perf_counter()
     scene.reset_blender()
@@ -88,7 +103,9 @@ def render_asset(asset: str, uid: str, out_dir: str, job: JobSettings, extra_met
         key = f"{uid}_{index}"
         writer = ClipWriter(out_dir, key)
         try:
-            meta = render_clip(writer, meshes, cams, views, keyframes, rng, job, timer)
+            report = functools.partial(progress, animation=action.name, clip=index + 1,
+                                       clips=len(actions), frames=len(keyframes))
+            meta = render_clip(writer, meshes, cams, views, keyframes, rng, job, timer, report)
         except (geometry.VertexCountChanged, DegenerateClip) as exc:
             writer.abort()
             reason = "vertex_count_changed" if isinstance(exc, geometry.VertexCountChanged) else "degenerate_bbox"
@@ -119,7 +136,7 @@ class DegenerateClip(Exception):
 
 
 def render_clip(writer: ClipWriter, meshes, cams, views, keyframes, rng, job: JobSettings,
-                timer: Timer) -> dict:
+                timer: Timer, report) -> dict:
     rs = job.render
     t = time.perf_counter()
     set_frame(keyframes[0])
@@ -148,6 +165,7 @@ def render_clip(writer: ClipWriter, meshes, cams, views, keyframes, rng, job: Jo
             engine.render_view(cam, writer.view_path(vi))
         t = timer.add("render", t)
         writer.write_frame(ti, len(cams))
+        report(frame=ti + 1)
         t = timer.add("write", t)
     writer.write_arrays(verts, faces)
     writer.write_json("cameras.json", {
@@ -167,7 +185,8 @@ def main(argv=None) -> int:
         req = json.load(f)
     try:
         result = render_asset(req["asset"], req["uid"], req["out_dir"],
-                              JobSettings.from_dict(req["settings"]), req.get("extra_meta", {}))
+                              JobSettings.from_dict(req["settings"]), req.get("extra_meta", {}),
+                              Progress(req.get("progress")))
     except AssetFailure as exc:
         result = {"status": "failed", "failure": {"kind": exc.kind, "message": str(exc)}}
     except Exception as exc:  # our code or Blender's API failed on this asset: recorded, not raised

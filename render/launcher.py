@@ -28,6 +28,7 @@ from render.clip_writer import TMP_PREFIX
 from render.settings import JobSettings
 
 LOG_TAIL_LINES = 30
+POLL_S = 0.5
 
 
 @dataclass
@@ -54,7 +55,10 @@ def uid_from_path(path: str) -> str:
 
 
 def render_asset(asset: str, out_dir: str, settings: JobSettings, uid: str | None = None,
-                 extra_meta: dict | None = None, timeout_s: float | None = None) -> RenderResult:
+                 extra_meta: dict | None = None, timeout_s: float | None = None,
+                 on_progress=None) -> RenderResult:
+    """Render every animation of `asset` into `out_dir/<uid>_<index>/`. `on_progress(dict)` is
+    called while the job runs with its latest progress (animation, clip i of n, frame t of T)."""
     asset = os.path.abspath(asset)
     uid = uid or uid_from_path(asset)
     out_dir = os.path.abspath(out_dir)
@@ -64,38 +68,58 @@ def render_asset(asset: str, out_dir: str, settings: JobSettings, uid: str | Non
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dam-job-") as work:
         req_path, res_path = os.path.join(work, "request.json"), os.path.join(work, "result.json")
-        log_path = os.path.join(work, "blender.log")
+        log_path, progress_path = os.path.join(work, "blender.log"), os.path.join(work, "progress.json")
         with open(req_path, "w") as f:
             json.dump({"asset": asset, "uid": uid, "out_dir": out_dir, "result": res_path,
-                       "settings": settings.to_dict(), "extra_meta": extra_meta or {}}, f)
+                       "progress": progress_path, "settings": settings.to_dict(),
+                       "extra_meta": extra_meta or {}}, f)
         if not os.path.isfile(asset):
             result.failure = {"kind": "unreadable", "message": f"{asset}: no such file"}
         else:
-            result.failure = _run(req_path, log_path, timeout_s)
+            result.failure, pid = _run(req_path, log_path, timeout_s, progress_path, on_progress)
             result.log_tail = _tail(log_path)
             if result.failure is None:
                 _read_result(res_path, result)
-    _remove_partial_clips(out_dir, uid)
+            _remove_partial_clips(out_dir, uid, pid)
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _run(req_path: str, log_path: str, timeout_s: float) -> dict | None:
+def _run(req_path: str, log_path: str, timeout_s: float, progress_path: str, on_progress):
+    """(failure or None, the job's pid). Polls so progress can be reported while it waits."""
     cmd = [sys.executable, "-m", "render.blender_job", "--request", req_path]
+    deadline = time.monotonic() + timeout_s
+    last = None
     with open(log_path, "w") as log:
         # Own session so a timeout kills the whole process group, whatever Blender started.
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, cwd=_project_root())
-        try:
-            rc = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            return {"kind": "timeout", "message": f"killed after {timeout_s:g} s"}
+        while True:
+            try:
+                rc = proc.wait(timeout=max(0.0, min(POLL_S, deadline - time.monotonic())))
+                break
+            except subprocess.TimeoutExpired:
+                if time.monotonic() >= deadline:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    return {"kind": "timeout", "message": f"killed after {timeout_s:g} s"}, proc.pid
+            if on_progress is not None:
+                last = _report(progress_path, last, on_progress)
     if rc != 0:
         how = f"signal {signal.Signals(-rc).name}" if rc < 0 else f"exit code {rc}"
-        return {"kind": "crash", "message": f"Blender process ended with {how}: {_tail(log_path, 3)}"}
-    return None
+        return {"kind": "crash", "message": f"Blender process ended with {how}: {_tail(log_path, 3)}"}, proc.pid
+    return None, proc.pid
+
+
+def _report(progress_path: str, last, on_progress):
+    try:
+        with open(progress_path) as f:
+            now = json.load(f)
+    except (OSError, ValueError):  # not written yet, or mid-replace
+        return last
+    if now != last:
+        on_progress(now)
+    return now
 
 
 def _read_result(res_path: str, result: RenderResult) -> None:
@@ -112,9 +136,11 @@ def _read_result(res_path: str, result: RenderResult) -> None:
     result.timings = res.get("timings", {})
 
 
-def _remove_partial_clips(out_dir: str, uid: str) -> None:
-    for tmp in glob.glob(os.path.join(out_dir, f"{TMP_PREFIX}{uid}_*")):
-        shutil.rmtree(tmp, ignore_errors=True)
+def _remove_partial_clips(out_dir: str, uid: str, pid: int) -> None:
+    """This job's temporary clip folders only: other jobs may be writing into the same folder."""
+    for tmp in glob.glob(os.path.join(out_dir, f"{TMP_PREFIX}{glob.escape(uid)}_*-{pid}")):
+        if re.fullmatch(rf"{re.escape(TMP_PREFIX + uid)}_\d+-{pid}", os.path.basename(tmp)):
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _tail(path: str, n: int = LOG_TAIL_LINES) -> str:

@@ -58,7 +58,7 @@ def _base_color_socket(material):
 
 
 def gather(objects) -> dict:
-    materials, textured = {}, 0
+    materials = {}
     face_total, face_textured = 0, 0
     for obj in objects:
         me = obj.data

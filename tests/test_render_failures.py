@@ -60,3 +60,16 @@ def test_timeout_kills_the_job_and_leaves_no_partial_clip(shared_asset, tmp_path
     elapsed = time.perf_counter() - start
     assert res.failure["kind"] == "timeout" and elapsed < 15
     assert_nothing_written(tmp_path / "out")  # the half-rendered clip's temporary folder is gone
+
+
+def test_progress_is_reported_and_other_jobs_temporary_folders_are_left_alone(demo_assets, tmp_path):
+    out = tmp_path / "out"
+    other = out / ".tmp-multi_anim_0-999999999"  # another job's clip in progress in the same folder
+    other.mkdir(parents=True)
+    seen = []
+    res = render_asset(demo_assets["multi_anim"]["path"], str(out), tiny_job(resolution=16, samples=1, keyframes=3),
+                       on_progress=seen.append)
+    assert res.ok and len(res.clips) == 3
+    assert other.exists()
+    assert seen and seen[-1]["clips"] == 3 and seen[-1]["frames"] == 3
+    assert [(p["clip"], p["frame"]) for p in seen] == sorted((p["clip"], p["frame"]) for p in seen)
