@@ -48,7 +48,8 @@ def set_frame(frame: float) -> None:
 
 
 class Progress:
-    """Latest progress, replaced atomically in a small JSON file the launcher polls."""
+    """Latest progress, replaced atomically in a small JSON file the launcher polls. It carries the
+    clips committed so far, so a job that dies still reports the complete clips it left."""
 
     def __init__(self, path: str | None):
         self.path = path
@@ -104,7 +105,7 @@ def render_asset(asset: str, uid: str, out_dir: str, job: JobSettings, extra_met
         writer = ClipWriter(out_dir, key)
         try:
             report = functools.partial(progress, animation=action.name, clip=index + 1,
-                                       clips=len(actions), frames=len(keyframes))
+                                       clips=len(actions), frames=len(keyframes), done=clips)
             meta = render_clip(writer, meshes, cams, views, keyframes, rng, job, timer, report)
         except (geometry.VertexCountChanged, DegenerateClip) as exc:
             writer.abort()

@@ -9,6 +9,8 @@ and which were skipped and why, or which kind of failure ended the asset:
   crash        the Blender process died without a result (signal, abort, out of memory)
   timeout      the job ran past its time limit and was killed
   error        an exception in the job on this asset (message and traceback recorded)
+Clips are committed whole, one by one: after a crash or timeout the complete ones stay and are listed
+in `clips`, the one in progress is removed.
 """
 from __future__ import annotations
 
@@ -58,7 +60,8 @@ def render_asset(asset: str, out_dir: str, settings: JobSettings, uid: str | Non
                  extra_meta: dict | None = None, timeout_s: float | None = None,
                  on_progress=None) -> RenderResult:
     """Render every animation of `asset` into `out_dir/<uid>_<index>/`. `on_progress(dict)` is
-    called while the job runs with its latest progress (animation, clip i of n, frame t of T)."""
+    called while the job runs with its latest progress (animation, clip i of n, frame t of T, and
+    the job's pid)."""
     asset = os.path.abspath(asset)
     uid = uid or uid_from_path(asset)
     out_dir = os.path.abspath(out_dir)
@@ -80,6 +83,8 @@ def render_asset(asset: str, out_dir: str, settings: JobSettings, uid: str | Non
             result.log_tail = _tail(log_path)
             if result.failure is None:
                 _read_result(res_path, result)
+            else:  # killed or died: the complete clips it committed stay, and are reported
+                result.clips = _last_progress(progress_path).get("done", [])
             _remove_partial_clips(out_dir, uid, pid)
     result.seconds = time.perf_counter() - started
     return result
@@ -104,21 +109,25 @@ def _run(req_path: str, log_path: str, timeout_s: float, progress_path: str, on_
                     proc.wait()
                     return {"kind": "timeout", "message": f"killed after {timeout_s:g} s"}, proc.pid
             if on_progress is not None:
-                last = _report(progress_path, last, on_progress)
+                last = _report(progress_path, last, on_progress, proc.pid)
     if rc != 0:
         how = f"signal {signal.Signals(-rc).name}" if rc < 0 else f"exit code {rc}"
         return {"kind": "crash", "message": f"Blender process ended with {how}: {_tail(log_path, 3)}"}, proc.pid
     return None, proc.pid
 
 
-def _report(progress_path: str, last, on_progress):
+def _last_progress(progress_path: str) -> dict:
     try:
         with open(progress_path) as f:
-            now = json.load(f)
-    except (OSError, ValueError):  # not written yet, or mid-replace
-        return last
+            return json.load(f)
+    except (OSError, ValueError):  # not written yet
+        return {}
+
+
+def _report(progress_path: str, last, on_progress, pid: int):
+    now = _last_progress(progress_path) or last
     if now != last:
-        on_progress(now)
+        on_progress({**now, "pid": pid})
     return now
 
 

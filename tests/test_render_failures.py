@@ -73,3 +73,21 @@ def test_progress_is_reported_and_other_jobs_temporary_folders_are_left_alone(de
     assert other.exists()
     assert seen and seen[-1]["clips"] == 3 and seen[-1]["frames"] == 3
     assert [(p["clip"], p["frame"]) for p in seen] == sorted((p["clip"], p["frame"]) for p in seen)
+
+
+def test_a_blender_process_that_dies_is_a_crash_and_keeps_finished_clips(demo_assets, tmp_path):
+    """The job is killed by a segfault signal in its second clip: kind crash, the first clip (complete)
+    stays and is reported, the second's temporary folder is removed."""
+    import signal
+
+    out = tmp_path / "out"
+
+    def kill_in_second_clip(p):
+        if p["clip"] == 2:
+            os.kill(p["pid"], signal.SIGSEGV)
+
+    res = render_asset(demo_assets["multi_anim"]["path"], str(out), tiny_job(resolution=16, samples=1, keyframes=12),
+                       on_progress=kill_in_second_clip)
+    assert res.failure["kind"] == "crash" and "SIGSEGV" in res.failure["message"]
+    assert sorted(os.listdir(out)) == ["multi_anim_0"]
+    assert [c["key"] for c in res.clips] == ["multi_anim_0"]
