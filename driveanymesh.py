@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 
@@ -103,6 +104,8 @@ def main(argv=None) -> int:
     p.set_defaults(func=_cmd_run)
 
     args = ap.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so running Blender jobs are killed rather than orphaned.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         return args.func(args)
     except PipelineConfigError as exc:

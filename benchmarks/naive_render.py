@@ -34,6 +34,7 @@ def main(asset: str, meta_path: str, out_dir: str) -> None:
     scene.cycles.samples = r["samples"]
     scene.cycles.use_denoising = r["denoise"]
     scene.cycles.denoiser = "OPENIMAGEDENOISE"
+    scene.cycles.denoising_prefilter = r["denoise_prefilter"]  # the same denoiser as ours
     scene.render.resolution_x = scene.render.resolution_y = r["resolution"]
     scene.render.resolution_percentage = 100
     scene.render.film_transparent = True

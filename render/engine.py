@@ -27,12 +27,14 @@ def configure(rs) -> dict:
     r.image_settings.color_depth = "8"
     r.image_settings.compression = 0
     scene.view_settings.view_transform = "Standard"
-    used = {"engine": rs.engine, "samples": rs.samples, "denoise": rs.denoise, "device": "CPU"}
+    used = {"engine": rs.engine, "samples": rs.samples, "denoise": rs.denoise,
+            "denoise_prefilter": rs.denoise_prefilter, "device": "CPU"}
     if rs.engine == "cycles":
         c = scene.cycles
         c.samples = rs.samples
         c.use_denoising = rs.denoise
         c.denoiser = "OPENIMAGEDENOISE"
+        c.denoising_prefilter = rs.denoise_prefilter
         c.device = "CPU"
         if rs.device == "GPU":
             backend = _enable_gpu()

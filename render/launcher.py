@@ -79,19 +79,20 @@ def render_asset(asset: str, out_dir: str, settings: JobSettings, uid: str | Non
         if not os.path.isfile(asset):
             result.failure = {"kind": "unreadable", "message": f"{asset}: no such file"}
         else:
-            result.failure, pid = _run(req_path, log_path, timeout_s, progress_path, on_progress)
+            result.failure = _run(req_path, log_path, timeout_s, progress_path, on_progress, out_dir, uid)
             result.log_tail = _tail(log_path)
             if result.failure is None:
                 _read_result(res_path, result)
             else:  # killed or died: the complete clips it committed stay, and are reported
                 result.clips = _last_progress(progress_path).get("done", [])
-            _remove_partial_clips(out_dir, uid, pid)
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _run(req_path: str, log_path: str, timeout_s: float, progress_path: str, on_progress):
-    """(failure or None, the job's pid). Polls so progress can be reported while it waits."""
+def _run(req_path: str, log_path: str, timeout_s: float, progress_path: str, on_progress,
+         out_dir: str, uid: str) -> dict | None:
+    """The failure, or None. Polls so progress can be reported while it waits; however it ends,
+    the job is dead and its temporary clip folders are gone when this returns or raises."""
     cmd = [sys.executable, "-m", "render.blender_job", "--request", req_path]
     deadline = time.monotonic() + timeout_s
     last = None
@@ -99,21 +100,34 @@ def _run(req_path: str, log_path: str, timeout_s: float, progress_path: str, on_
         # Own session so a timeout kills the whole process group, whatever Blender started.
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, cwd=_project_root())
-        while True:
-            try:
-                rc = proc.wait(timeout=max(0.0, min(POLL_S, deadline - time.monotonic())))
-                break
-            except subprocess.TimeoutExpired:
-                if time.monotonic() >= deadline:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-                    return {"kind": "timeout", "message": f"killed after {timeout_s:g} s"}, proc.pid
-            if on_progress is not None:
-                last = _report(progress_path, last, on_progress, proc.pid)
+        try:
+            while True:
+                try:
+                    rc = proc.wait(timeout=max(0.0, min(POLL_S, deadline - time.monotonic())))
+                    break
+                except subprocess.TimeoutExpired:
+                    if time.monotonic() >= deadline:
+                        _kill(proc)
+                        return {"kind": "timeout", "message": f"killed after {timeout_s:g} s"}
+                if on_progress is not None:
+                    last = _report(progress_path, last, on_progress, proc.pid)
+        except BaseException:  # the caller is interrupted: the job must not outlive it
+            _kill(proc)
+            raise
+        finally:
+            _remove_partial_clips(out_dir, uid, proc.pid)
     if rc != 0:
         how = f"signal {signal.Signals(-rc).name}" if rc < 0 else f"exit code {rc}"
-        return {"kind": "crash", "message": f"Blender process ended with {how}: {_tail(log_path, 3)}"}, proc.pid
-    return None, proc.pid
+        return {"kind": "crash", "message": f"Blender process ended with {how}: {_tail(log_path, 3)}"}
+    return None
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:  # already gone
+        pass
+    proc.wait()
 
 
 def _last_progress(progress_path: str) -> dict:

@@ -35,3 +35,24 @@ def test_unknown_pipeline_is_a_clear_error(tmp_path):
     proc = subprocess.run(CLI + ["render", "x.glb", "--out", str(tmp_path), "--pipeline", "nope"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "no pipeline named 'nope'" in proc.stderr
+
+
+@pytest.mark.slow
+def test_terminated_render_command_leaves_no_blender_job_and_no_partial_clip(shared_asset, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "clips"
+    proc = subprocess.Popen(CLI + ["render", shared_asset("fox.glb"), "--out", str(out), "--resolution", "64",
+                                   "--keyframes", "30", "--samples", "64"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (out.exists() and any(p.name.startswith(".tmp-") for p in out.iterdir())):
+        assert time.time() < deadline and proc.poll() is None, "the clip never started"
+        time.sleep(0.2)
+    jobs = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert len(jobs) == 1  # the Blender job, in its own session
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    assert not os.path.exists(f"/proc/{jobs[0]}")  # killed and reaped, not orphaned
+    assert list(out.iterdir()) == []
