@@ -56,15 +56,16 @@ def run_naive(asset: str, meta_path: str, out_dir: str) -> dict:
     return res
 
 
-def max_pixel_diff(clip_dir: str, naive_dir: str, frames: int, views: int) -> int:
-    """Largest 8-bit difference between our frames and the naive views: 0 means the same images."""
-    diff = 0
+def pixel_diff(clip_dir: str, naive_dir: str, frames: int, views: int) -> tuple[int, float]:
+    """Largest and mean 8-bit difference between our frames and the naive views (0: the same images)."""
+    diffs = []
     for t in range(frames):
         ours = np.asarray(Image.open(os.path.join(clip_dir, f"frame{t:02d}.png")).convert("RGBA"), np.int16)
         naive = np.concatenate([np.asarray(Image.open(os.path.join(naive_dir, f"frame{t:02d}_view{v}.png"))
                                            .convert("RGBA"), np.int16) for v in range(views)], axis=1)
-        diff = max(diff, int(np.abs(ours - naive).max()))
-    return diff
+        diffs.append(np.abs(ours - naive))
+    diffs = np.stack(diffs)
+    return int(diffs.max()), float(diffs.mean())
 
 
 def main() -> int:
@@ -94,7 +95,8 @@ def main() -> int:
     print("machine:  ", f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}")
     print("bpy:      ", importlib.metadata.version("bpy"))
     print("settings: ", f"pipeline {args.pipeline}, {os.path.basename(asset)}, {rs.engine} {rs.device} "
-          f"{rs.samples} samples, denoise {rs.denoise}, {rs.resolution}x{rs.resolution}, "
+          f"{rs.samples} samples, denoise {rs.denoise} (prefilter {rs.denoise_prefilter}), "
+          f"{rs.resolution}x{rs.resolution}, "
           f"{job.keyframes.count} keyframes x {rs.views} views")
     print("outputs:  ", out)
 
@@ -130,8 +132,9 @@ def main() -> int:
     print(f"speed-up naive/ours: {ratio:.2f}x (aim >= {AIM_RATIO}x: {'met' if ratio >= AIM_RATIO else 'NOT met'})")
     print(f"ours outside pure rendering: {outside:.1%} of the clip's time "
           f"(aim < {AIM_OUTSIDE:.0%}: {'met' if outside < AIM_OUTSIDE else 'NOT met'})")
-    diff = max_pixel_diff(clip["dir"], os.path.join(out, "naive"), clip["keyframes"], rs.views)
-    print(f"same images both ways: {'yes' if diff == 0 else f'no, max pixel difference {diff}/255'}")
+    diff, mean_diff = pixel_diff(clip["dir"], os.path.join(out, "naive"), clip["keyframes"], rs.views)
+    print(f"same images both ways: {'yes' if diff == 0 else 'no'} "
+          f"(pixel difference: max {diff}/255, mean {mean_diff:.3f}/255)")
     print(f"outputs: ours {clip['dir']}\n         naive {os.path.join(out, 'naive')}")
     return 0
 
