@@ -9,7 +9,7 @@ and which were skipped and why, or which kind of failure ended the asset:
   crash        the Blender process died without a result (signal, abort, out of memory)
   timeout      the job ran past its time limit and was killed
   error        an exception in the job on this asset (message and traceback recorded)
-Clips are committed whole, one by one: after a crash or timeout the complete ones stay and are listed
+Clips are committed whole, one by one: after a crash, timeout or error the complete ones stay and are listed
 in `clips`, the one in progress is removed.
 """
 from __future__ import annotations
@@ -83,8 +83,8 @@ def render_asset(asset: str, out_dir: str, settings: JobSettings, uid: str | Non
             result.log_tail = _tail(log_path)
             if result.failure is None:
                 _read_result(res_path, result)
-            else:  # killed or died: the complete clips it committed stay, and are reported
-                result.clips = _last_progress(progress_path).get("done", [])
+            if result.failure is not None:  # killed, died or failed: its complete clips stay, reported
+                result.clips = result.clips or _last_progress(progress_path).get("done", [])
     result.seconds = time.perf_counter() - started
     return result
 
