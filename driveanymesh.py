@@ -55,21 +55,38 @@ def _cmd_demo_assets(args) -> int:
 
 
 def _cmd_run(args) -> int:
+    from curation import audit
+    from curation.driver import run
     from curation.pipeline_config import load_pipeline
-    from curation.runner import run_pipeline
 
     pipe = load_pipeline(args.pipeline, args.pipelines_file)
-    records = run_pipeline(pipe, args.out)
-    clips = sum(len(r["clips"]) for r in records)
-    skipped = [(r["uid"], s["animation"], s["reason"]) for r in records for s in r["skipped"]]
-    failed = [(r["uid"], r["failure"]["kind"]) for r in records if r["failure"]]
-    print(f"{len(records)} assets: {clips} clips written, {len(skipped)} clips skipped, {len(failed)} assets failed")
-    for uid, anim, reason in skipped:
-        print(f"  skipped {uid} {anim!r}: {reason}")
-    for uid, kind in failed:
-        print(f"  failed  {uid}: {kind}")
-    print(f"clips: {os.path.abspath(os.path.join(args.out, 'clips'))}")
-    print(f"log:   {os.path.abspath(os.path.join(args.out, 'render_log.json'))}")
+    if args.limit is not None:
+        pipe.source.objaverse.limit = args.limit
+    if args.uids is not None:
+        pipe.source.objaverse.uids_file = args.uids
+    out = run(pipe, args.out, ray_address=args.ray_address, workers=args.workers)
+    print(audit.summary(audit.AuditLog(out["out_dir"]).rows()))
+    print(f"\nshards ({len(out['shards'])}):")
+    for s in out["shards"]:
+        print(f"  {os.path.join(out['out_dir'], s)}")
+    print(f"manifest: {out['manifest']}\naudit:    {out['audit']}")
+    return 0
+
+
+def _cmd_audit(args) -> int:
+    from curation import audit
+
+    rows = audit.AuditLog(args.dir).rows()
+    if not rows:
+        print(f"error: no audit rows in {args.dir}", file=sys.stderr)
+        return 2
+    if args.what == "summary":
+        print(audit.summary(rows))
+    elif args.what == "why":
+        if not args.uid:
+            print("error: audit DIR why needs a UID", file=sys.stderr)
+            return 2
+        print(audit.why(rows, args.uid))
     return 0
 
 
@@ -98,10 +115,20 @@ def main(argv=None) -> int:
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=_cmd_demo_assets)
 
-    p = sub.add_parser("run", help="run a named pipeline end to end")
+    p = sub.add_parser("run", help="run a named pipeline end to end: shards, manifest, audit")
     p.add_argument("pipeline")
     p.add_argument("--out", required=True)
+    p.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS, else embedded)")
+    p.add_argument("--workers", type=int, default=0, help="embedded Ray: CPUs to use (default: all)")
+    p.add_argument("--limit", type=int, help="objaverse source: at most N assets")
+    p.add_argument("--uids", help="objaverse source: file with the uids to consider, one per line")
     p.set_defaults(func=_cmd_run)
+
+    a = sub.add_parser("audit", help="read a run's audit: summary, or why UID")
+    a.add_argument("dir", help="the run's --out folder")
+    a.add_argument("what", choices=["summary", "why"])
+    a.add_argument("uid", nargs="?")
+    a.set_defaults(func=_cmd_audit)
 
     args = ap.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so running Blender jobs are killed rather than orphaned.

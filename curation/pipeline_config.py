@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from curation.filters import FilterSettings
+from curation.objaverse_source import ObjaverseSettings
 from render.settings import JobSettings, KeyframeSettings, RenderSettings
 
-SOURCE_KINDS = ("demo", "local")
+SOURCE_KINDS = ("demo", "local", "objaverse")
 DEFAULT_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pipelines.yaml")
 
 
@@ -27,8 +29,31 @@ class PipelineConfigError(ValueError):
 
 @dataclass
 class SourceSettings:
-    kind: str = "demo"   # demo: the built-in generated assets; local: a folder or list file of assets
+    kind: str = "demo"   # demo: built-in generated assets; local: folder or list file; objaverse
     path: str = ""       # local: folder of .glb/.gltf files, or a text file with one path per line
+    objaverse: ObjaverseSettings = field(default_factory=ObjaverseSettings)
+
+
+@dataclass
+class DenseSettings:
+    min_points: int = 50_000   # subdivide the first keyframe's mesh until it has at least this many
+
+
+@dataclass
+class SplitSettings:
+    test_fraction: float = 0.1  # share of assets (by uid hash) in the test split
+
+
+@dataclass
+class ShardSettings:
+    max_samples: int = 64       # clips per shard
+
+
+@dataclass
+class RaySettings:
+    cpus_per_task: int = 1      # CPUs one render task reserves (its Blender render threads)
+    max_in_flight: int = 0      # tasks submitted at once; 0 = twice the task slots
+    retries: int = 2            # re-runs of a task whose worker died
 
 
 @dataclass
@@ -39,6 +64,11 @@ class Pipeline:
     source: SourceSettings = field(default_factory=SourceSettings)
     keyframes: KeyframeSettings = field(default_factory=KeyframeSettings)
     render: RenderSettings = field(default_factory=RenderSettings)
+    filters: FilterSettings = field(default_factory=FilterSettings)
+    dense: DenseSettings = field(default_factory=DenseSettings)
+    split: SplitSettings = field(default_factory=SplitSettings)
+    shards: ShardSettings = field(default_factory=ShardSettings)
+    ray: RaySettings = field(default_factory=RaySettings)
 
     def job_settings(self) -> JobSettings:
         return JobSettings(render=self.render, keyframes=self.keyframes, seed=self.seed)

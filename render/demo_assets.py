@@ -216,7 +216,9 @@ def _creature(name, material, *, length, radii, n_bones, axis, ellipse=1.0, arou
 
 
 def _bone_wave(arm, action_name: str, frames: int, amp: float, phase: float, channel: int, step: int = 4):
-    """Travelling sine wave on one euler channel of every bone, looping over ``frames`` (keys at 1..frames)."""
+    """Travelling sine wave on one euler channel of every bone, looping over ``frames`` (keys at 1..frames).
+    Amplitudes stay small (about 0.15 rad per bone): the bends add up along the chain, and a creature
+    that straightens from a bent first keyframe must stay inside the camera volume for the "accept" cases."""
     _new_action(arm, action_name)
     keys = sorted(set(range(1, frames + 1, step)) | {frames})
     for b, pb in enumerate(arm.pose.bones):
@@ -240,7 +242,7 @@ def _asset_creature_textured(rng):
     _reset_scene(60)
     radii = 0.18 + 0.08 * np.sin(np.linspace(0, np.pi, 25)) ** 0.5  # fat middle, thin ends
     arm = _creature("Worm", _checker_material("WormSkin", rng), length=2.5, radii=radii, n_bones=5, axis=(1, 0, 0))
-    _bone_wave(arm, "Slither", 60, amp=float(rng.uniform(0.35, 0.5)), phase=float(rng.uniform(0.8, 1.2)), channel=2)
+    _bone_wave(arm, "Slither", 60, amp=float(rng.uniform(0.12, 0.16)), phase=float(rng.uniform(0.8, 1.2)), channel=2)
     return _meta("creature_textured", "accept", ["Slither"], [60], True, "armature")
 
 
@@ -249,7 +251,7 @@ def _asset_creature_plain(rng):
     radii = np.linspace(0.22, 0.05, 21)  # tapering tentacle standing on the ground
     mat = _flat_material("TentacleSkin", rng.uniform(0.2, 0.9, 3))
     arm = _creature("Tentacle", mat, length=2.0, radii=radii, n_bones=4, axis=(0, 0, 1))
-    _bone_wave(arm, "Sway", 48, amp=float(rng.uniform(0.3, 0.45)), phase=float(rng.uniform(0.5, 0.9)), channel=0)
+    _bone_wave(arm, "Sway", 48, amp=float(rng.uniform(0.12, 0.16)), phase=float(rng.uniform(0.5, 0.9)), channel=0)
     return _meta("creature_plain", "accept", ["Sway"], [48], False, "armature")
 
 
@@ -318,7 +320,7 @@ def _asset_multi_anim(rng):
     specs = [("Wave", 40, 2), ("Nod", 36, 0), ("Twist", 50, 1)]  # euler channel: Z bend, X bend, Y roll
     ad = arm.animation_data_create()
     for name, frames, channel in specs:
-        action = _bone_wave(arm, name, frames, amp=float(rng.uniform(0.3, 0.5)), phase=float(rng.uniform(0.4, 1.0)),
+        action = _bone_wave(arm, name, frames, amp=float(rng.uniform(0.12, 0.16)), phase=float(rng.uniform(0.4, 1.0)),
                             channel=channel)
         # One NLA track per action, none left active: ACTIONS mode exports each as its own glTF animation.
         track = ad.nla_tracks.new()

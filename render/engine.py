@@ -27,6 +27,9 @@ def configure(rs) -> dict:
     r.image_settings.color_depth = "8"
     r.image_settings.compression = 0
     scene.view_settings.view_transform = "Standard"
+    if rs.threads > 0:  # one Ray task per CPU slot: each Blender keeps to its share
+        r.threads_mode = "FIXED"
+        r.threads = rs.threads
     used = {"engine": rs.engine, "samples": rs.samples, "denoise": rs.denoise,
             "denoise_prefilter": rs.denoise_prefilter, "device": "CPU"}
     if rs.engine == "cycles":

@@ -49,6 +49,7 @@ class RenderSettings:
     fov_deg: float = 40.0
     volume_size: float = 1.5        # side of the cube (normalized units) every camera frames whole
     timeout_s: float = 900.0        # per asset, enforced by the launcher
+    threads: int = 0                # CPU render threads; 0 = all (the pipeline sets its per-task CPUs)
     light: LightSettings = field(default_factory=LightSettings)
 
     def validate(self) -> None:

@@ -13,7 +13,6 @@ import io
 import json
 import struct
 
-import bpy
 import numpy as np
 from PIL import Image
 

@@ -3,13 +3,11 @@ session cache of rendered clips so tests that read the same render share it."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
+from curation.clip_processing import load_clip  # noqa: F401  (tests read clips as the pipeline does)
 from render.launcher import render_asset
 from render.settings import JobSettings
 
@@ -49,15 +47,3 @@ def render_cached(tmp_path_factory):
             cache[key] = render_asset(path, str(tmp_path_factory.mktemp("clips")), job, **kw)
         return cache[key]
     return render
-
-
-def load_clip(clip_dir: str) -> dict:
-    with open(os.path.join(clip_dir, "meta.json")) as f:
-        meta = json.load(f)
-    with open(os.path.join(clip_dir, "cameras.json")) as f:
-        cams = json.load(f)
-    T = len(meta["keyframes"])
-    frames = [np.asarray(Image.open(os.path.join(clip_dir, f"frame{t:02d}.png"))) for t in range(T)]
-    return {"meta": meta, "cameras": cams, "frames": frames,
-            "verts": np.load(os.path.join(clip_dir, "verts.npy")),
-            "faces": np.load(os.path.join(clip_dir, "faces.npy"))}

@@ -1,0 +1,56 @@
+"""One rendered clip folder -> filter decision, label, split, and (if accepted) its shard sample."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+from PIL import Image
+
+from curation import audit
+from curation.filters import FilterSettings, run_filters
+from curation.split import split_of
+from dataset.subdivision import subdivision_map
+
+
+def load_clip(clip_dir: str) -> dict:
+    with open(os.path.join(clip_dir, "meta.json")) as f:
+        meta = json.load(f)
+    with open(os.path.join(clip_dir, "cameras.json")) as f:
+        cams = json.load(f)
+    frames = [np.asarray(Image.open(os.path.join(clip_dir, f"frame{t:02d}.png")))
+              for t in range(len(meta["keyframes"]))]
+    return {"dir": clip_dir, "meta": meta, "cameras": cams, "frames": frames,
+            "verts": np.load(os.path.join(clip_dir, "verts.npy")),
+            "faces": np.load(os.path.join(clip_dir, "faces.npy"))}
+
+
+def process_clip(clip_dir: str, filters: FilterSettings, test_fraction: float, min_points: int,
+                 extra_meta: dict) -> tuple[dict, dict | None]:
+    """(the filter-stage audit row, the shard sample or None when rejected)."""
+    clip = load_clip(clip_dir)
+    meta = clip["meta"]
+    status, rule, results, label = run_filters(clip, filters)
+    split = split_of(meta["uid"], test_fraction)
+    textured = "textured" if label["textured"] else "textureless"
+    values = {k: v for r in results for k, v in r.values.items()}
+    reasons = [f"{r.rule}: {r.reason}" for r in results if not r.passed]
+    row = audit.row(meta["uid"], "filter", status, rule=rule, reasons=reasons, values=values,
+                    animation=meta["animation"], animation_index=meta["animation_index"],
+                    label=textured, split=split, key=meta["key"])
+    if status != "accepted":
+        return row, None
+    # Dense trajectories are not stored: the loader rebuilds the subdivision map from faces.npy and
+    # applies it to verts.npy (exact, float32; ~50 ms per clip) instead of shipping a float16
+    # points.npy 4-24x larger than the rest of the sample (figures: docs/BENCHMARKS.md).
+    S, _ = subdivision_map(clip["faces"], clip["verts"].shape[1], min_points)
+    meta.update(extra_meta)
+    meta.update({"textured": label["textured"], "label": label, "split": split,
+                 "filters": {r.rule: r.values for r in results},
+                 "dense": {"min_points": min_points, "points": int(S.shape[0])}})
+    sample = {"__key__": meta["key"], "meta.json": json.dumps(meta).encode()}
+    for name in sorted(os.listdir(clip_dir)):
+        if name != "meta.json":
+            with open(os.path.join(clip_dir, name), "rb") as f:
+                sample[name] = f.read()
+    return row, sample

@@ -1,0 +1,25 @@
+"""Clip filters (paper 3.2) and the textured label: every rule runs on every clip, so the audit has
+every measured value even for rejected clips; the first failing rule in RULES' order decides.
+
+A clip is `load_clip`'s dict: meta, cameras, frames (RGBA, views side by side), verts, faces.
+A rule that raises is not caught here: the pipeline records the clip as an error with the traceback.
+"""
+from __future__ import annotations
+
+# Modules, not their same-named functions: binding the functions here would shadow the submodules
+# (curation.filters.bounds would be a function, and mock.patch of a module attribute would miss).
+from curation.filters import atypical_motion, bounds, degenerate, scene_like, ssim_motion, texture_label
+from curation.filters.settings import FilterSettings, RuleResult
+
+RULES = (bounds.bounds, ssim_motion.ssim_motion, atypical_motion.atypical_motion,  # decision order
+         scene_like.scene_like, degenerate.degenerate)
+
+__all__ = ["FilterSettings", "RuleResult", "RULES", "run_filters"]
+
+
+def run_filters(clip: dict, settings: FilterSettings) -> tuple[str, str | None, list[RuleResult], dict]:
+    """(status "accepted" | "rejected", the deciding rule or None, every rule's result, the label)."""
+    results = [rule(clip, settings) for rule in RULES]
+    failed = next((r.rule for r in results if not r.passed), None)
+    label = texture_label.texture_label(clip, settings)
+    return ("accepted" if failed is None else "rejected"), failed, results, label
