@@ -19,6 +19,8 @@ pytestmark = pytest.mark.slow
 CLI = [sys.executable, "-m", "driveanymesh"]
 ASSETS = ["rigid_spinner", "static_statue", "runaway", "not_a_glb", "multi_anim", "too_short", "blob_shapekeys"]
 ACCEPTED = {"rigid_spinner_0", "multi_anim_0", "multi_anim_1", "multi_anim_2", "blob_shapekeys_0"}
+EXPECTED_RULE = {"static": "ssim_motion", "bounds": "bounds", "scene_like": "scene_like", "too_short": "too_short",
+                 "unreadable": "unreadable"}
 
 
 def pipeline_file(tmp_path, demo_assets, names=ASSETS) -> str:
@@ -56,6 +58,20 @@ def shard_contents(out) -> dict:
             assert x["__key__"] not in samples, "a clip in two shards"
             samples[x["__key__"]] = (s, x)
     return samples
+
+
+def test_every_demo_asset_is_decided_by_the_rule_meant_for_it(tmp_path, demo_assets):
+    out = tmp_path / "run"
+    proc = run_cli(pipeline_file(tmp_path, demo_assets, names=sorted(demo_assets)), out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = pq.read_table(out / "audit.parquet").to_pandas()
+    for name, info in demo_assets.items():
+        mine = table[(table.uid == name) & (table.stage != "asset")]
+        if info["expect"] == "accept":
+            assert set(mine.status) == {"accepted"} and len(mine) == len(info["animations"]), name
+        else:
+            assert EXPECTED_RULE[info["expect"]] in set(mine.rule), (name, list(mine.rule))
+            assert "accepted" not in set(mine.status), name
 
 
 def test_demo_assets_through_the_pipeline(tmp_path, demo_assets):

@@ -11,8 +11,10 @@ from __future__ import annotations
 from curation.filters import atypical_motion, bounds, degenerate, scene_like, ssim_motion, texture_label
 from curation.filters.settings import FilterSettings, RuleResult
 
-RULES = (bounds.bounds, ssim_motion.ssim_motion, atypical_motion.atypical_motion,  # decision order
-         scene_like.scene_like, degenerate.degenerate)
+# Decision order: what the asset is (a scene, broken geometry) before how it moves, so a scene whose
+# few props barely move is recorded as a scene, not as a static clip.
+RULES = (scene_like.scene_like, degenerate.degenerate, bounds.bounds, ssim_motion.ssim_motion,
+         atypical_motion.atypical_motion)
 
 __all__ = ["FilterSettings", "RuleResult", "RULES", "run_filters"]
 
