@@ -69,7 +69,7 @@ def _cmd_run(args) -> int:
     print(f"\nshards ({len(out['shards'])}):")
     for s in out["shards"]:
         print(f"  {os.path.join(out['out_dir'], s)}")
-    print(f"manifest: {out['manifest']}\naudit:    {out['audit']}")
+    print(f"manifest: {out['manifest']}\naudit:    {out['audit']}\nreport:   {out['report']}")
     return 0
 
 
@@ -87,6 +87,10 @@ def _cmd_audit(args) -> int:
             print("error: audit DIR why needs a UID", file=sys.stderr)
             return 2
         print(audit.why(rows, args.uid))
+    elif args.what == "report":
+        from curation.audit_report import write_report
+
+        print(f"report: {write_report(args.dir)}")
     return 0
 
 
@@ -124,9 +128,9 @@ def main(argv=None) -> int:
     p.add_argument("--uids", help="objaverse source: file with the uids to consider, one per line")
     p.set_defaults(func=_cmd_run)
 
-    a = sub.add_parser("audit", help="read a run's audit: summary, or why UID")
+    a = sub.add_parser("audit", help="read a run's audit: summary, why UID, or an HTML report")
     a.add_argument("dir", help="the run's --out folder")
-    a.add_argument("what", choices=["summary", "why"])
+    a.add_argument("what", choices=["summary", "why", "report"])
     a.add_argument("uid", nargs="?")
     a.set_defaults(func=_cmd_audit)
 

@@ -25,11 +25,33 @@ def load_clip(clip_dir: str) -> dict:
             "faces": np.load(os.path.join(clip_dir, "faces.npy"))}
 
 
+THUMB_VIEW = 64  # pixels per view in the report's thumbnails
+
+
+def write_thumbnail(clip: dict, path: str) -> None:
+    """First, middle and last keyframe (rows), views side by side, on white: what the report shows."""
+    T = len(clip["frames"])
+    rows = []
+    for t in sorted({0, T // 2, T - 1}):
+        rgba = clip["frames"][t].astype(np.float32) / 255.0
+        rgb = rgba[..., :3] * rgba[..., 3:] + (1.0 - rgba[..., 3:])
+        rows.append((rgb * 255).astype(np.uint8))
+    img = Image.fromarray(np.concatenate(rows, axis=0))
+    scale = THUMB_VIEW / clip["cameras"]["height"]
+    img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BILINEAR)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}.png"
+    img.save(tmp)
+    os.replace(tmp, path)
+
+
 def process_clip(clip_dir: str, filters: FilterSettings, test_fraction: float, min_points: int,
-                 extra_meta: dict) -> tuple[dict, dict | None]:
+                 extra_meta: dict, thumbs_dir: str | None = None) -> tuple[dict, dict | None]:
     """(the filter-stage audit row, the shard sample or None when rejected)."""
     clip = load_clip(clip_dir)
     meta = clip["meta"]
+    if thumbs_dir:
+        write_thumbnail(clip, os.path.join(thumbs_dir, f"{meta['key']}.png"))
     status, rule, results, label = run_filters(clip, filters)
     split = split_of(meta["uid"], test_fraction)
     textured = "textured" if label["textured"] else "textureless"

@@ -9,6 +9,8 @@ exactly once.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import shutil
 import tempfile
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from curation import audit
+from curation.audit_report import write_report
 from curation.clip_processing import process_clip
 from curation.pipeline_config import Pipeline
 from dataset.shard_writer import ShardPacker, stage_sample
@@ -69,7 +72,7 @@ def process_asset(task: AssetTask, pipe: Pipeline, out_dir: str, threads: int, g
                 clips += 1
                 try:
                     row, sample = process_clip(c["dir"], pipe.filters, pipe.split.test_fraction,
-                                               pipe.dense.min_points, extra)
+                                               pipe.dense.min_points, extra, os.path.join(out_dir, "thumbs"))
                 except Exception as exc:  # a clip the filters cannot read: recorded, others go on
                     row, sample = audit.row(task.uid, "filter", "error", rule="processing_error",
                                             reasons=[f"{type(exc).__name__}: {exc}"], animation=c["animation"],
@@ -86,6 +89,15 @@ def process_asset(task: AssetTask, pipe: Pipeline, out_dir: str, threads: int, g
     rows.append(audit.row(task.uid, "asset", "error" if failed else "done",
                           values={"clips": clips, "accepted": accepted}, timings=timings))
     return rows
+
+
+def _write_run_config(pipe: Pipeline, out_dir: str) -> None:
+    """The resolved settings beside the outputs (the report draws thresholds from them)."""
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, "run.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump({"pipeline": dataclasses.asdict(pipe), "config_hash": pipe.config_hash()}, f, indent=1)
+    os.replace(path + ".tmp", path)
 
 
 def tasks_for(pipe: Pipeline, out_dir: str) -> tuple[list[AssetTask], list[dict]]:
@@ -107,6 +119,7 @@ def run(pipe: Pipeline, out_dir: str, ray_address: str | None = None, workers: i
     log = audit.AuditLog(out_dir, pipe.config_hash())
     packer = ShardPacker(out_dir, pipe.shards.max_samples)
     packer.reconcile()
+    _write_run_config(pipe, out_dir)
     tasks, meta_rows = tasks_for(pipe, out_dir)
     if meta_rows:
         log.record(meta_rows)
@@ -159,4 +172,5 @@ def run(pipe: Pipeline, out_dir: str, ray_address: str | None = None, workers: i
     packer.pack(final=True)
     table = log.write_parquet()
     return {"counts": counts, "manifest": packer.path, "audit": table, "out_dir": out_dir,
+            "report": write_report(out_dir),
             "shards": [s["path"] for s in packer.manifest["shards"]]}

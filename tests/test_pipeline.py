@@ -104,6 +104,12 @@ def test_demo_assets_through_the_pipeline(tmp_path, demo_assets):
     why = subprocess.run(CLI + ["audit", str(out), "why", "runaway"], capture_output=True, text=True).stdout
     assert "bounds" in why and "bounds_max_abs = " in why
 
+    page = (out / "report" / "index.html").read_text()
+    assert "Accepted clips (5)" in page and "Rejected by bounds (1)" in page and "Rejected by ssim_motion (1)" in page
+    for key in ACCEPTED | {"runaway_0", "static_statue_0"}:
+        assert f"../thumbs/{key}.png" in page and (out / "thumbs" / f"{key}.png").exists()
+    assert (out / "report" / "hist_ssim_change.png").exists() and "hist_bounds_max_abs.png" in page
+
 
 def test_killed_run_resumes_to_exactly_once(tmp_path, demo_assets):
     out = tmp_path / "run"

@@ -76,18 +76,24 @@ def test_progress_is_reported_and_other_jobs_temporary_folders_are_left_alone(de
 
 
 def test_a_blender_process_that_dies_is_a_crash_and_keeps_finished_clips(demo_assets, tmp_path):
-    """The job is killed by a segfault signal in its second clip: kind crash, the first clip (complete)
-    stays and is reported, the second's temporary folder is removed."""
+    """The job is killed by a segfault signal during its second clip: kind crash, the first clip
+    (complete) stays and is reported, the one in progress leaves nothing."""
     import signal
 
     out = tmp_path / "out"
+    killed_in = []
 
     def kill_in_second_clip(p):
-        if p["clip"] == 2:
+        if p["clip"] >= 2 and not killed_in:
+            killed_in.append(p["clip"])
             os.kill(p["pid"], signal.SIGSEGV)
 
-    res = render_asset(demo_assets["multi_anim"]["path"], str(out), tiny_job(resolution=16, samples=1, keyframes=12),
+    # 30 keyframes x 4 views per clip: seconds per clip, far longer than the launcher's 0.5 s poll
+    res = render_asset(demo_assets["multi_anim"]["path"], str(out), tiny_job(resolution=32, samples=2, keyframes=30),
                        on_progress=kill_in_second_clip)
     assert res.failure["kind"] == "crash" and "SIGSEGV" in res.failure["message"]
-    assert sorted(os.listdir(out)) == ["multi_anim_0"]
-    assert [c["key"] for c in res.clips] == ["multi_anim_0"]
+    done = [f"multi_anim_{i}" for i in range(killed_in[0] - 1)]
+    assert "multi_anim_0" in done
+    assert sorted(os.listdir(out)) == done and [c["key"] for c in res.clips] == done
+    for key in done:
+        assert (out / key / "meta.json").exists() and (out / key / "frame29.png").exists()

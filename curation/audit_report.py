@@ -1,0 +1,126 @@
+"""A static HTML page for a run's audit: counts per rule, contact sheets of accepted clips and of
+rejected clips per rule, and a histogram of each filter value with its threshold drawn."""
+from __future__ import annotations
+
+import html
+import json
+import os
+from collections import Counter, defaultdict
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+from curation.audit import AuditLog  # noqa: E402
+
+# (audit value, its threshold in the run's pipeline.filters, or None when the row carries it, what it is)
+HISTOGRAMS = [
+    ("scene_components", "scene_min_components", "welded parts (scene_like: at least this many ...)"),
+    ("scene_largest_part", "scene_max_part_size", "largest part / whole (... and the largest below this)"),
+    ("min_second_extent", "degenerate_min_extent", "second bounding-box side, smallest keyframe (degenerate below)"),
+    ("bounds_max_abs", None, "largest |coordinate| over keyframes (bounds: rejected above bounds_limit)"),
+    ("ssim_change", "ssim_min_change", "1 - min SSIM vs frame 0, largest view (static below)"),
+    ("mean_displacement_max", "min_mean_displacement", "mean vertex displacement from frame 0 (static below)"),
+    ("max_jump_per_frame", "max_jump", "largest per-vertex step per source frame (atypical above)"),
+]
+
+
+def write_report(out_dir: str) -> str:
+    rows = AuditLog(out_dir).rows()
+    with open(os.path.join(out_dir, "run.json")) as f:
+        run = json.load(f)
+    filters = run["pipeline"]["filters"]
+    report = os.path.join(out_dir, "report")
+    os.makedirs(report, exist_ok=True)
+    clips = [r for r in rows if r["stage"] == "filter"]
+    parts = [f"<h1>Audit: {html.escape(run['pipeline']['name'])}</h1>",
+             f"<p>config {run['config_hash']} &middot; {len({r['uid'] for r in rows})} assets &middot; "
+             f"{len(clips)} clips</p>", _counts_table(rows)]
+    parts.append("<h2>Filter values</h2><div class='hists'>")
+    for value, threshold_key, title in HISTOGRAMS:
+        name = _histogram(clips, value, filters.get(threshold_key) if threshold_key else None, title, report)
+        if name:
+            parts.append(f"<img src='{name}' alt='{html.escape(value)}'>")
+    parts.append("</div>")
+    accepted = [r for r in clips if r["status"] == "accepted"]
+    parts.append(_sheet(f"Accepted clips ({len(accepted)})", accepted, out_dir))
+    by_rule = defaultdict(list)
+    for r in clips:
+        if r["status"] != "accepted":
+            by_rule[r.get("rule") or "?"].append(r)
+    for rule, rs in sorted(by_rule.items()):
+        parts.append(_sheet(f"Rejected by {rule} ({len(rs)})", rs, out_dir))
+    parts.append(_failures(rows))
+    page = os.path.join(report, "index.html")
+    with open(page, "w") as f:
+        f.write(_PAGE.format(body="\n".join(parts)))
+    return page
+
+
+def _counts_table(rows: list[dict]) -> str:
+    counts = Counter((r["stage"], r["status"], r.get("rule") or "") for r in rows if r["stage"] != "asset")
+    body = "".join(f"<tr><td>{s}</td><td>{st}</td><td>{html.escape(rule)}</td><td>{n}</td></tr>"
+                   for (s, st, rule), n in sorted(counts.items()))
+    return f"<table><tr><th>stage</th><th>status</th><th>rule</th><th>count</th></tr>{body}</table>"
+
+
+def _histogram(clips: list[dict], value: str, threshold, title: str, report: str) -> str | None:
+    acc = [r["values"][value] for r in clips if r["status"] == "accepted" and value in r.get("values", {})]
+    rej = [r["values"][value] for r in clips if r["status"] != "accepted" and value in r.get("values", {})]
+    if not acc and not rej:
+        return None
+    if threshold is None and value == "bounds_max_abs":
+        limits = {r["values"].get("bounds_limit") for r in clips if "bounds_limit" in r.get("values", {})}
+        threshold = limits.pop() if len(limits) == 1 else None
+    fig, ax = plt.subplots(figsize=(4.2, 2.6), dpi=100)
+    ax.hist([acc, rej], bins=20, stacked=True, color=["#4c9a5b", "#c4553b"], label=["accepted", "rejected"])
+    if threshold is not None:
+        ax.axvline(threshold, color="black", linestyle="--", linewidth=1.2, label=f"threshold {threshold:g}")
+    ax.set_title(title, fontsize=7)
+    ax.set_xlabel(value, fontsize=8)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    name = f"hist_{value}.png"
+    fig.savefig(os.path.join(report, name))
+    plt.close(fig)
+    return name
+
+
+def _sheet(title: str, rows: list[dict], out_dir: str) -> str:
+    cells = []
+    for r in sorted(rows, key=lambda r: r.get("key") or ""):
+        key = r.get("key") or f"{r['uid']}_{r.get('animation_index')}"
+        thumb = os.path.join("..", "thumbs", f"{key}.png")
+        img = (f"<img src='{thumb}'>" if os.path.exists(os.path.join(out_dir, "thumbs", f"{key}.png"))
+               else "<div class='missing'>no thumbnail</div>")
+        tip = html.escape("; ".join(r.get("reasons") or []) or f"{r.get('label', '')} {r.get('split', '')}")
+        cells.append(f"<figure title='{tip}'>{img}<figcaption>{html.escape(key)}<br>"
+                     f"{html.escape(str(r.get('animation') or ''))}</figcaption></figure>")
+    return f"<h2>{html.escape(title)}</h2><div class='sheet'>{''.join(cells)}</div>"
+
+
+def _failures(rows: list[dict]) -> str:
+    bad = [r for r in rows if r["stage"] in ("metadata", "download", "render") and r["status"] != "accepted"]
+    if not bad:
+        return ""
+    body = "".join(f"<tr><td>{html.escape(r['uid'])}</td><td>{r['stage']}</td><td>{r['status']}</td>"
+                   f"<td>{html.escape(r.get('rule') or '')}</td><td>{html.escape('; '.join(r.get('reasons') or []))[:300]}"
+                   f"</td></tr>" for r in sorted(bad, key=lambda r: (r["stage"], r["uid"])))
+    return (f"<h2>Assets or animations without clips ({len(bad)})</h2><table><tr><th>uid</th><th>stage</th>"
+            f"<th>status</th><th>rule</th><th>reason</th></tr>{body}</table>")
+
+
+_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>DriveAnyMesh audit</title><style>
+body {{ font-family: sans-serif; margin: 1.5em; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0; font-size: 13px; }}
+td, th {{ border: 1px solid #ccc; padding: 2px 8px; text-align: left; }}
+.hists img {{ margin: 4px; border: 1px solid #eee; }}
+.sheet {{ display: flex; flex-wrap: wrap; gap: 8px; }}
+figure {{ margin: 0; font-size: 11px; text-align: center; }}
+figure img {{ border: 1px solid #ddd; display: block; }}
+.missing {{ width: 256px; height: 64px; background: #f3f3f3; line-height: 64px; }}
+</style></head><body>
+{body}
+</body></html>
+"""
