@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from curation.clip_processing import load_clip  # noqa: F401  (tests read clips as the pipeline does)
 from render.launcher import render_asset
 from render.settings import JobSettings
 

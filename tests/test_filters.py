@@ -14,7 +14,8 @@ from curation.filters.degenerate import degenerate
 from curation.filters.scene_like import scene_like
 from curation.filters.ssim_motion import ssim_motion
 from curation.filters.texture_label import texture_label
-from tests.conftest import load_clip, tiny_job
+from curation.clip_processing import load_clip
+from tests.conftest import tiny_job
 
 pytestmark = pytest.mark.slow
 

@@ -133,3 +133,23 @@ def test_killed_run_resumes_to_exactly_once(tmp_path, demo_assets):
     redone = [r["uid"] for r in rows if r["stage"] == "asset" and r["uid"] in finished_before]
     assert sorted(redone) == sorted(finished_before)  # finished assets were not processed again
     assert not list(out.glob("staging/*/*/*.tar")) and not list(out.rglob("*.tmp-*"))
+
+
+def test_robot_through_the_local_source_gives_one_decision_per_animation(tmp_path, shared_asset):
+    folder = tmp_path / "assets"
+    folder.mkdir()
+    os.symlink(shared_asset("robot_expressive.glb"), folder / "robot_expressive.glb")
+    path = tmp_path / "pipelines.yaml"
+    path.write_text(f"tiny:\n  source: {{kind: local, path: {folder}}}\n  keyframes: {{count: 3}}\n"
+                    f"  render: {{resolution: 24, samples: 1}}\n")
+    out = tmp_path / "run"
+    proc = subprocess.run(CLI + ["--pipelines-file", str(path), "run", "tiny", "--out", str(out), "--workers", "1"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = pq.read_table(out / "audit.parquet").to_pandas()
+    clips = table[table.stage == "filter"]
+    assert sorted(clips.animation_index) == list(range(14)) and len(set(clips.animation)) == 14
+    assert set(clips.label) == {"textureless"}
+    # each accepted clip is in the shards exactly once; each rejection names its rule
+    assert set(shard_contents(out)) == set(clips[clips.status == "accepted"].key)
+    assert clips[clips.status == "rejected"].rule.notna().all()

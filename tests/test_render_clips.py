@@ -4,7 +4,8 @@ import os
 import numpy as np
 import pytest
 
-from tests.conftest import load_clip, tiny_job
+from curation.clip_processing import load_clip
+from tests.conftest import tiny_job
 
 pytestmark = pytest.mark.slow
 

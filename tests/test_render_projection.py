@@ -12,7 +12,8 @@ import pytest
 from scipy.ndimage import distance_transform_edt
 
 from render.cameras import project
-from tests.conftest import load_clip, tiny_job
+from curation.clip_processing import load_clip
+from tests.conftest import tiny_job
 
 
 def mask_distances(clip: dict, shift_px: float = 0.0) -> np.ndarray:

@@ -4,7 +4,8 @@ import pytest
 from scipy import sparse
 
 from dataset.subdivision import dense_points, subdivision_map
-from tests.conftest import load_clip, tiny_job
+from curation.clip_processing import load_clip
+from tests.conftest import tiny_job
 
 
 def undo_one_split(dense_faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
