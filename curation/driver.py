@@ -41,7 +41,9 @@ def process_asset(task: AssetTask, pipe: Pipeline, out_dir: str, threads: int, g
     started = time.perf_counter()
     rows, timings = [], {}
     extra = {"source": task.source, "license": task.license, "pipeline": pipe.name,
-             "config_hash": pipe.config_hash()}
+             "config_hash": pipe.config_hash(),
+             # CC BY needs the author credited: carried into every clip of the asset
+             **{k: task.info[k] for k in ("name", "author", "viewerUrl") if task.info.get(k)}}
     path = task.path
     if path is None:
         try:
