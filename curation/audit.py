@@ -15,6 +15,8 @@ import os
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dataset.shard_writer import atomic_write
+
 JOURNAL, TABLE = "audit.jsonl", "audit.parquet"
 COLUMNS = ["uid", "animation", "animation_index", "stage", "status", "rule", "reasons", "label", "split",
            "key", "values", "timings", "config_hash"]
@@ -76,9 +78,9 @@ class AuditLog:
             **{f"value.{k}": pa.array([_num((r.get("values") or {}).get(k)) for r in rows], pa.float64())
                for k in scalars}})
         path = os.path.join(self.out_dir, TABLE)
-        tmp = path + f".tmp-{os.getpid()}"
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        atomic_write(path, sink.getvalue().to_pybytes())
         return path
 
 

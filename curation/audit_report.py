@@ -14,15 +14,21 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from curation.audit import AuditLog  # noqa: E402
 
-# (audit value, its threshold in the run's pipeline.filters, or None when the row carries it, what it is)
+# (audit value, its threshold from the run's resolved pipeline, what it is)
 HISTOGRAMS = [
-    ("scene_components", "scene_min_components", "welded parts (scene_like: at least this many ...)"),
-    ("scene_largest_part", "scene_max_part_size", "largest part / whole (... and the largest below this)"),
-    ("min_second_extent", "degenerate_min_extent", "second bounding-box side, smallest keyframe (degenerate below)"),
-    ("bounds_max_abs", None, "largest |coordinate| over keyframes (bounds: rejected above bounds_limit)"),
-    ("ssim_change", "ssim_min_change", "1 - min SSIM vs frame 0, largest view (static below)"),
-    ("mean_displacement_max", "min_mean_displacement", "mean vertex displacement from frame 0 (static below)"),
-    ("max_jump_per_frame", "max_jump", "largest per-vertex step per source frame (atypical above)"),
+    ("scene_components", lambda p: p["filters"]["scene_min_components"],
+     "welded parts (scene_like: at least this many ...)"),
+    ("scene_largest_part", lambda p: p["filters"]["scene_max_part_size"],
+     "largest part / whole (... and the largest below this)"),
+    ("min_second_extent", lambda p: p["filters"]["degenerate_min_extent"],
+     "second bounding-box side, smallest keyframe (degenerate below)"),
+    ("bounds_max_abs", lambda p: p["render"]["volume_size"] / 2 + p["filters"]["bounds_margin"],
+     "largest |coordinate| over keyframes (bounds: rejected above)"),
+    ("ssim_change", lambda p: p["filters"]["ssim_min_change"], "1 - min SSIM vs frame 0, largest view (static below)"),
+    ("mean_displacement_max", lambda p: p["filters"]["min_mean_displacement"],
+     "mean vertex displacement from frame 0 (static below)"),
+    ("max_jump_per_frame", lambda p: p["filters"]["max_jump"],
+     "largest per-vertex step per source frame (atypical above)"),
 ]
 
 
@@ -30,7 +36,6 @@ def write_report(out_dir: str) -> str:
     rows = AuditLog(out_dir).rows()
     with open(os.path.join(out_dir, "run.json")) as f:
         run = json.load(f)
-    filters = run["pipeline"]["filters"]
     report = os.path.join(out_dir, "report")
     os.makedirs(report, exist_ok=True)
     clips = [r for r in rows if r["stage"] == "filter"]
@@ -38,8 +43,8 @@ def write_report(out_dir: str) -> str:
              f"<p>config {run['config_hash']} &middot; {len({r['uid'] for r in rows})} assets &middot; "
              f"{len(clips)} clips</p>", _counts_table(rows)]
     parts.append("<h2>Filter values</h2><div class='hists'>")
-    for value, threshold_key, title in HISTOGRAMS:
-        name = _histogram(clips, value, filters.get(threshold_key) if threshold_key else None, title, report)
+    for value, threshold, title in HISTOGRAMS:
+        name = _histogram(clips, value, threshold(run["pipeline"]), title, report)
         if name:
             parts.append(f"<img src='{name}' alt='{html.escape(value)}'>")
     parts.append("</div>")
@@ -70,13 +75,9 @@ def _histogram(clips: list[dict], value: str, threshold, title: str, report: str
     rej = [r["values"][value] for r in clips if r["status"] != "accepted" and value in r.get("values", {})]
     if not acc and not rej:
         return None
-    if threshold is None and value == "bounds_max_abs":
-        limits = {r["values"].get("bounds_limit") for r in clips if "bounds_limit" in r.get("values", {})}
-        threshold = limits.pop() if len(limits) == 1 else None
     fig, ax = plt.subplots(figsize=(4.2, 2.6), dpi=100)
     ax.hist([acc, rej], bins=20, stacked=True, color=["#4c9a5b", "#c4553b"], label=["accepted", "rejected"])
-    if threshold is not None:
-        ax.axvline(threshold, color="black", linestyle="--", linewidth=1.2, label=f"threshold {threshold:g}")
+    ax.axvline(threshold, color="black", linestyle="--", linewidth=1.2, label=f"threshold {threshold:g}")
     ax.set_title(title, fontsize=7)
     ax.set_xlabel(value, fontsize=8)
     ax.legend(fontsize=6)

@@ -1,6 +1,7 @@
 """One rendered clip folder -> filter decision, label, split, and (if accepted) its shard sample."""
 from __future__ import annotations
 
+import io
 import json
 import os
 
@@ -10,6 +11,7 @@ from PIL import Image
 from curation import audit
 from curation.filters import FilterSettings, run_filters
 from curation.split import split_of
+from dataset.shard_writer import atomic_write
 from dataset.subdivision import subdivision_map
 
 
@@ -39,10 +41,10 @@ def write_thumbnail(clip: dict, path: str) -> None:
     img = Image.fromarray(np.concatenate(rows, axis=0))
     scale = THUMB_VIEW / clip["cameras"]["height"]
     img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BILINEAR)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}.png"
-    img.save(tmp)
-    os.replace(tmp, path)
+    atomic_write(path, buf.getvalue())
 
 
 def process_clip(clip_dir: str, filters: FilterSettings, test_fraction: float, min_points: int,

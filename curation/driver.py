@@ -23,7 +23,7 @@ from curation import audit
 from curation.audit_report import write_report
 from curation.clip_processing import process_clip
 from curation.pipeline_config import Pipeline
-from dataset.shard_writer import ShardPacker, stage_sample
+from dataset.shard_writer import ShardPacker, atomic_write, stage_sample
 from render.launcher import render_asset, uid_from_path
 
 
@@ -96,10 +96,8 @@ def process_asset(task: AssetTask, pipe: Pipeline, out_dir: str, threads: int, g
 def _write_run_config(pipe: Pipeline, out_dir: str) -> None:
     """The resolved settings beside the outputs (the report draws thresholds from them)."""
     os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, "run.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump({"pipeline": dataclasses.asdict(pipe), "config_hash": pipe.config_hash()}, f, indent=1)
-    os.replace(path + ".tmp", path)
+    atomic_write(os.path.join(out_dir, "run.json"), json.dumps(
+        {"pipeline": dataclasses.asdict(pipe), "config_hash": pipe.config_hash()}, indent=1).encode())
 
 
 def tasks_for(pipe: Pipeline, out_dir: str) -> tuple[list[AssetTask], list[dict]]:

@@ -21,7 +21,8 @@ import webdataset as wds
 MANIFEST = "manifest.json"
 
 
-def _atomic_write(path: str, data: bytes) -> None:
+def atomic_write(path: str, data: bytes) -> None:
+    """Write `data` to `path` under a temporary name, fsync, rename: readers see all of it or none."""
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "wb") as f:
         f.write(data)
@@ -54,7 +55,7 @@ def stage_sample(out_dir: str, label: str, split: str, sample: dict) -> str:
     d = os.path.join(out_dir, "staging", label, split)
     os.makedirs(d, exist_ok=True)
     path = os.path.join(d, f"{sample['__key__']}.tar")
-    _atomic_write(path, encode_tar([sample]))
+    atomic_write(path, encode_tar([sample]))
     return path
 
 
@@ -131,12 +132,12 @@ class ShardPacker:
                 samples += read_tar_samples(fh.read())
         data = encode_tar(samples)
         os.makedirs(os.path.dirname(os.path.join(self.out_dir, rel)), exist_ok=True)
-        _atomic_write(os.path.join(self.out_dir, rel), data)
+        atomic_write(os.path.join(self.out_dir, rel), data)
         entry = {"path": rel, "label": label, "split": split, "samples": len(samples),
                  "keys": [s["__key__"] for s in samples], "bytes": len(data),
                  "sha256": hashlib.sha256(data).hexdigest()}
         self.manifest["shards"].append(entry)
-        _atomic_write(self.path, json.dumps(self.manifest, indent=1).encode())
+        atomic_write(self.path, json.dumps(self.manifest, indent=1).encode())
         for f in files:  # only after the manifest holds them
             os.remove(f)
         return entry
