@@ -15,8 +15,14 @@ import sys
 import time
 import traceback
 
-import bpy
-import numpy as np
+from render.core_lease import pin_from_env
+from render.orphan_guard import exit_with_launcher
+
+exit_with_launcher()
+pin_from_env()  # before bpy starts its thread pools, so they keep to this job's cores
+
+import bpy  # noqa: E402
+import numpy as np  # noqa: E402
 
 from render import cameras, engine, geometry, lighting, scene, texture_evidence
 from render.clip_writer import ClipWriter

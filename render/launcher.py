@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass, field
 
 from render.clip_writer import TMP_PREFIX
+from render.core_lease import CoreLease
+from render.orphan_guard import LAUNCHER_PID_ENV
 from render.settings import JobSettings
 
 LOG_TAIL_LINES = 30
@@ -79,8 +81,9 @@ def render_asset(asset: str, out_dir: str, settings: JobSettings, uid: str | Non
         if not os.path.isfile(asset):
             result.failure = {"kind": "unreadable", "message": f"{asset}: no such file"}
         else:
-            result.failure = _run(req_path, log_path, timeout_s, progress_path, on_progress, out_dir, uid,
-                                  _job_env(settings))
+            with CoreLease(settings.render.threads) as cores:
+                result.failure = _run(req_path, log_path, timeout_s, progress_path, on_progress, out_dir,
+                                      uid, {**_job_env(settings), **cores.env()})
             result.log_tail = _tail(log_path)
             if result.failure is None:
                 _read_result(res_path, result)
@@ -94,6 +97,7 @@ def _job_env(settings: JobSettings) -> dict:
     """The job's environment. With a fixed thread count, OpenImageDenoise is held to it too: by
     default it takes every core, and two jobs side by side then each ran 1.8x slower."""
     env = dict(os.environ)
+    env[LAUNCHER_PID_ENV] = str(os.getpid())
     if settings.render.threads > 0:
         env["OIDN_NUM_THREADS"] = str(settings.render.threads)
     return env

@@ -56,3 +56,27 @@ def test_terminated_render_command_leaves_no_blender_job_and_no_partial_clip(sha
     assert proc.wait(timeout=30) == 128 + signal.SIGTERM
     assert not os.path.exists(f"/proc/{jobs[0]}")  # killed and reaped, not orphaned
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_killed_launcher_takes_its_blender_job_with_it(shared_asset, tmp_path):
+    """SIGKILL gives the launcher no chance to clean up (a lost Ray worker): the job must still end."""
+    import signal
+    import time
+
+    out = tmp_path / "clips"
+    proc = subprocess.Popen(CLI + ["render", shared_asset("fox.glb"), "--out", str(out), "--resolution", "128",
+                                   "--keyframes", "30", "--samples", "256"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (out.exists() and any(p.name.startswith(".tmp-") for p in out.iterdir())):
+        assert time.time() < deadline and proc.poll() is None, "the clip never started"
+        time.sleep(0.2)
+    jobs = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert len(jobs) == 1
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.time() + 3  # the job alone would render on for a minute
+    while os.path.exists(f"/proc/{jobs[0]}") and open(f"/proc/{jobs[0]}/stat").read().split()[2] != "Z":
+        assert time.time() < deadline, "the Blender job outlived its launcher"
+        time.sleep(0.1)
