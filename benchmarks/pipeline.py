@@ -3,8 +3,10 @@
     python benchmarks/pipeline.py [--assets N] [--resolution R] [--keyframes T] [--samples S]
 
 1. Clips per hour with 1 and with 2 Ray workers (the same N demo assets, fresh output each time),
-   their ratio, time per stage (render, filters and encoding, the rest) from the audit's timings,
-   and bytes per clip in the shards.
+   their ratio, time per stage (download, render, subdivision, filters, encoding, writing) from the
+   audit's timings and the driver's (run.json), bytes per clip in the shards, and the CPU seconds
+   each kind of process used (Blender jobs, Ray workers, Ray's own daemons, the driver), sampled
+   from /proc: where the second core's time goes when two tasks run.
 2. Driver peak memory (VmHWM) with 10 and with 1,000 assets queued: the run is stopped once its
    first assets are finished; with bounded work in flight the figure does not grow with the queue.
 """
@@ -16,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,22 +59,93 @@ def cmd(pipelines: str, out: str, workers: int) -> list[str]:
             "--out", out, "--workers", str(workers)]
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def process_kind(pid: int, driver: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return None
+    if pid == driver:
+        return "driver"
+    if "render.blender_job" in argv:
+        return "blender jobs"
+    if argv.startswith("ray::"):
+        return "ray workers"
+    if "ray" in argv and ("raylet" in argv or "gcs_server" in argv or "/ray/" in argv):
+        return "ray daemons"
+    return None
+
+
+class CpuSampler(threading.Thread):
+    """CPU seconds (utime + stime) per kind of process, from /proc every 0.25 s while a run goes on."""
+
+    def __init__(self, driver: int):
+        super().__init__(daemon=True)
+        self.driver, self.last, self.kind, self.stop = driver, {}, {}, threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            for name in os.listdir("/proc"):
+                if not name.isdigit():
+                    continue
+                pid = int(name)
+                if pid not in self.kind:
+                    self.kind[pid] = process_kind(pid, self.driver)
+                if self.kind[pid] is None:
+                    continue
+                try:
+                    with open(f"/proc/{pid}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                    self.last[pid] = (int(fields[11]) + int(fields[12])) / TICK
+                except (OSError, IndexError):
+                    pass
+            time.sleep(0.25)
+
+    def totals(self) -> dict:
+        out: dict[str, float] = {}
+        for pid, secs in self.last.items():
+            out[self.kind[pid]] = out.get(self.kind[pid], 0.0) + secs
+        return out
+
+
+STAGES = ["download", "render", "subdivision", "filters", "encoding", "writing"]
+
+
 def throughput(pipelines: str, out: str, workers: int) -> dict:
     t = time.perf_counter()
-    subprocess.run(cmd(pipelines, out, workers), check=True, cwd=ROOT, capture_output=True)
+    proc = subprocess.Popen(cmd(pipelines, out, workers), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    sampler = CpuSampler(proc.pid)
+    sampler.start()
+    if proc.wait() != 0:
+        sys.exit(f"the run failed: see {out}")
     wall = time.perf_counter() - t
+    sampler.stop.set()
+    sampler.join()
     rows = AuditLog(out).rows()
     clips = [r for r in rows if r["stage"] == "filter"]
-    stages = {}
+    tim: dict[str, float] = {}
     for r in rows:
         if r["stage"] == "asset":
-            for k in ("render", "process", "total"):
-                stages[k] = stages.get(k, 0.0) + (r.get("timings") or {}).get(k, 0.0)
+            for k, v in (r.get("timings") or {}).items():
+                tim[k] = tim.get(k, 0.0) + v
+    with open(os.path.join(out, "run.json")) as f:
+        driver = json.load(f)["driver_timings"]
+    stages = {"download": tim.get("download", 0.0), "render": tim.get("render", 0.0),
+              "subdivision": tim.get("process.subdivision", 0.0),
+              "filters": sum(tim.get(f"process.{k}", 0.0) for k in ("load", "thumbnail", "filters")),
+              "encoding": tim.get("process.encoding", 0.0),
+              "writing": tim.get("process.staging", 0.0) + driver["pack"] + driver["audit_and_report"],
+              "task total": tim.get("total", 0.0),
+              "pure Cycles render": tim.get("render.render", 0.0)}
     with open(os.path.join(out, "manifest.json")) as f:
         shards = json.load(f)["shards"]
     n = sum(s["samples"] for s in shards)
     return {"wall": wall, "clips": len(clips), "per_hour": len(clips) / wall * 3600, "stages": stages,
-            "bytes_per_clip": sum(s["bytes"] for s in shards) / max(1, n)}
+            "cpu": sampler.totals(), "bytes_per_clip": sum(s["bytes"] for s in shards) / max(1, n)}
 
 
 def peak_memory(pipelines: str, out: str, finished: int = 2) -> float:
@@ -112,11 +186,14 @@ def main() -> int:
     res = {w: throughput(pipes, os.path.join(work, f"run-{w}w"), w) for w in (1, 2)}
     for w, r in res.items():
         s = r["stages"]
+        outside = sum(s[k] for k in STAGES if k != "render")
         print(f"{w} worker(s): {r['clips']} clips in {r['wall']:.1f} s = {r['per_hour']:.0f} clips/hour; "
-              f"task seconds: render {s['render']:.1f}, filters+encoding {s['process']:.1f}, "
-              f"other {s['total'] - s['render'] - s['process']:.1f}; "
-              f"outside render {(s['total'] - s['render']) / s['total']:.1%} of task time; "
               f"{r['bytes_per_clip'] / 1e6:.2f} MB per clip in shards")
+        print("  seconds per clip: " + ", ".join(f"{k} {s[k] / r['clips']:.2f}" for k in STAGES)
+              + f" (of render: pure Cycles {s['pure Cycles render'] / r['clips']:.2f})")
+        print(f"  outside Blender: {outside / (outside + s['render']):.1%} of a clip's time")
+        print("  CPU seconds by process: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(r["cpu"].items()))
+              + f"; machine total {r['wall'] * os.cpu_count():.1f}")
     print(f"2 workers / 1 worker: {res[2]['per_hour'] / res[1]['per_hour']:.2f}x (aim >= 1.8x)")
 
     small = pipelines_file(work, listing_of(work, "q10", [demo["rigid_spinner"]] * 10), args)

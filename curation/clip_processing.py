@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 
 import numpy as np
 from PIL import Image
@@ -49,25 +50,35 @@ def write_thumbnail(clip: dict, path: str) -> None:
 
 def process_clip(clip_dir: str, filters: FilterSettings, test_fraction: float, min_points: int,
                  extra_meta: dict, thumbs_dir: str | None = None) -> tuple[dict, dict | None]:
-    """(the filter-stage audit row, the shard sample or None when rejected)."""
+    """(the filter-stage audit row, the shard sample or None when rejected).
+
+    The row's timings split the work into load, thumbnail, filters, subdivision and encoding.
+    """
+    t0 = time.perf_counter()
     clip = load_clip(clip_dir)
     meta = clip["meta"]
+    t1 = time.perf_counter()
     if thumbs_dir:
         write_thumbnail(clip, os.path.join(thumbs_dir, f"{meta['key']}.png"))
+    t2 = time.perf_counter()
     status, rule, results, label = run_filters(clip, filters)
+    timings = {"load": t1 - t0, "thumbnail": t2 - t1, "filters": time.perf_counter() - t2}
     split = split_of(meta["uid"], test_fraction)
     textured = "textured" if label["textured"] else "textureless"
     values = {k: v for r in results for k, v in r.values.items()}
     reasons = [f"{r.rule}: {r.reason}" for r in results if not r.passed]
     row = audit.row(meta["uid"], "filter", status, rule=rule, reasons=reasons, values=values,
                     animation=meta["animation"], animation_index=meta["animation_index"],
-                    label=textured, split=split, key=meta["key"])
+                    label=textured, split=split, key=meta["key"], timings=timings)
     if status != "accepted":
         return row, None
+    t = time.perf_counter()
     # Dense trajectories are not stored: the loader rebuilds the subdivision map from faces.npy and
     # applies it to verts.npy (exact, float32; ~50 ms per clip) instead of shipping a float16
     # points.npy 4-24x larger than the rest of the sample (figures: docs/BENCHMARKS.md).
     S, _ = subdivision_map(clip["faces"], clip["verts"].shape[1], min_points)
+    timings["subdivision"] = time.perf_counter() - t
+    t = time.perf_counter()
     meta.update(extra_meta)
     meta.update({"textured": label["textured"], "label": label, "split": split,
                  "filters": {r.rule: r.values for r in results},
@@ -77,4 +88,5 @@ def process_clip(clip_dir: str, filters: FilterSettings, test_fraction: float, m
         if name != "meta.json":
             with open(os.path.join(clip_dir, name), "rb") as f:
                 sample[name] = f.read()
+    timings["encoding"] = time.perf_counter() - t
     return row, sample

@@ -80,8 +80,12 @@ def process_asset(task: AssetTask, pipe: Pipeline, out_dir: str, threads: int, g
                                             reasons=[f"{type(exc).__name__}: {exc}"], animation=c["animation"],
                                             animation_index=c["animation_index"], key=c["key"]), None
                 if sample is not None:
+                    t_stage = time.perf_counter()
                     stage_sample(out_dir, row["label"], row["split"], sample)
+                    row["timings"]["staging"] = time.perf_counter() - t_stage
                     accepted += 1
+                for k, v in (row.get("timings") or {}).items():
+                    timings[f"process.{k}"] = timings.get(f"process.{k}", 0.0) + v
                 rows.append(row)
             timings["process"] = time.perf_counter() - t
         finally:
@@ -98,6 +102,28 @@ def _write_run_config(pipe: Pipeline, out_dir: str) -> None:
     os.makedirs(out_dir, exist_ok=True)
     atomic_write(os.path.join(out_dir, "run.json"), json.dumps(
         {"pipeline": dataclasses.asdict(pipe), "config_hash": pipe.config_hash()}, indent=1).encode())
+
+
+def _remove_stray_temporaries(out_dir: str) -> int:
+    """Temporaries a killed run left beside run.json, the manifest, the audit table and thumbnails
+    (shards and staging are the packer's to reconcile)."""
+    n = 0
+    for d in (out_dir, os.path.join(out_dir, "thumbs")):
+        if os.path.isdir(d):
+            for name in os.listdir(d):
+                if ".tmp-" in name and os.path.isfile(os.path.join(d, name)):
+                    os.remove(os.path.join(d, name))
+                    n += 1
+    return n
+
+
+def _record_driver_timings(out_dir: str, timings: dict) -> None:
+    """The driver's own time (packing shards, writing the audit table and report) in run.json."""
+    path = os.path.join(out_dir, "run.json")
+    with open(path) as f:
+        run_json = json.load(f)
+    run_json["driver_timings"] = timings
+    atomic_write(path, json.dumps(run_json, indent=1).encode())
 
 
 def tasks_for(pipe: Pipeline, out_dir: str) -> tuple[list[AssetTask], list[dict]]:
@@ -119,6 +145,7 @@ def run(pipe: Pipeline, out_dir: str, ray_address: str | None = None, workers: i
     log = audit.AuditLog(out_dir, pipe.config_hash())
     packer = ShardPacker(out_dir, pipe.shards.max_samples)
     packer.reconcile()
+    _remove_stray_temporaries(out_dir)
     _write_run_config(pipe, out_dir)
     tasks, meta_rows = tasks_for(pipe, out_dir)
     if meta_rows:
@@ -141,6 +168,8 @@ def run(pipe: Pipeline, out_dir: str, ray_address: str | None = None, workers: i
                                                max_retries=pipe.ray.retries)
     pipe_ref = ray.put(pipe)
 
+    started = time.perf_counter()
+    driver_timings = {"pack": 0.0}
     counts = {"accepted": 0, "rejected": 0, "failed": 0}
     bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc=f"{pipe.name}", unit="asset")
     pending: dict = {}
@@ -165,12 +194,20 @@ def run(pipe: Pipeline, out_dir: str, ray_address: str | None = None, workers: i
                     counts["rejected"] += 1
                 elif r["status"] == "error" and r["stage"] != "asset":
                     counts["failed"] += 1
+            t = time.perf_counter()
             packer.pack()
+            driver_timings["pack"] += time.perf_counter() - t
             bar.update(1)
             bar.set_postfix(counts)
     bar.close()
+    t = time.perf_counter()
     packer.pack(final=True)
+    driver_timings["pack"] += time.perf_counter() - t
+    t = time.perf_counter()
     table = log.write_parquet()
+    report = write_report(out_dir)
+    driver_timings["audit_and_report"] = time.perf_counter() - t
+    driver_timings["wall"] = time.perf_counter() - started
+    _record_driver_timings(out_dir, driver_timings)
     return {"counts": counts, "manifest": packer.path, "audit": table, "out_dir": out_dir,
-            "report": write_report(out_dir),
-            "shards": [s["path"] for s in packer.manifest["shards"]]}
+            "report": report, "shards": [s["path"] for s in packer.manifest["shards"]]}
