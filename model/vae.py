@@ -1,0 +1,149 @@
+"""Transformer VAE of the motion between frame 1 and frame t (paper 3.3, eq. 1-7), after
+3DShape2VecSet: a latent set of M tokens, one per farthest-point sample of P1, encodes P1's geometry
+and, from the multi-view images of frame t, where each part of P1 moved; the decoder answers, for any
+query point of frame 1, where that point is at frame t."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.attention import CrossAttentionBlock, SelfAttentionBlock
+from model.embeddings import PointEmbedding, farthest_point_sample, gather_points
+from model.vit import ViT
+
+
+@dataclass
+class VAEConfig:
+    num_latents: int = 512      # M
+    width: int = 512            # C
+    latent_channels: int = 32   # C0
+    heads: int = 8
+    encoder_depth: int = 8      # L self-attention blocks after fusion (eq. 3)
+    decoder_depth: int = 8      # L self-attention blocks of the decoder (eq. 6)
+    views: int = 4
+    image_size: int = 256
+    image_channels: int = 9     # RGB + 6 Pluecker
+    patch_size: int = 16
+    vit_depth: int = 4
+    num_freqs: int = 8
+    kl_weight: float = 1e-3     # paper: KL weight 0.001
+    dis_weight: float = 0.1     # paper eq. 7: lambda
+
+    @classmethod
+    def tiny(cls) -> "VAEConfig":
+        """A few-thousand-parameter configuration for tests."""
+        return cls(num_latents=16, width=32, latent_channels=8, heads=2, encoder_depth=1, decoder_depth=1,
+                   views=2, image_size=32, patch_size=8, vit_depth=1, num_freqs=4)
+
+
+class MultiViewEncoder(nn.Module):
+    """Enc_mul (eq. 2): per-view ViT, attention across the tokens of all views, pixel-shuffle upsampling.
+    views (B, V, channels, H, W) -> (B, V * (2H/p) * (2W/p), C)."""
+
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        width = cfg.width
+        self.views = cfg.views
+        self.vit = ViT(cfg.image_channels, cfg.image_size, cfg.patch_size, width, cfg.heads, cfg.vit_depth)
+        self.view_embedding = nn.Parameter(torch.randn(cfg.views, 1, width) * 0.02)
+        self.across_views = SelfAttentionBlock(width, cfg.heads)
+        self.expand = nn.Linear(width, 2 * width)        # pixel_shuffle(2) then leaves 2C / 4 = C/2 channels
+        self.restore = nn.Linear(width // 2, width)
+
+    def forward(self, views: torch.Tensor) -> torch.Tensor:
+        batch, num_views = views.shape[:2]
+        if num_views != self.views:
+            raise ValueError(f"VAE was built for {self.views} views, got views of shape {tuple(views.shape)}")
+        offsets = self.view_embedding.repeat(batch, 1, 1)  # (B * V, 1, C), view index fastest like flatten
+        tokens = self.vit(views.flatten(0, 1), offsets)    # (B * V, g * g, C)
+        per_view = tokens.shape[1]
+        tokens = self.across_views(tokens.reshape(batch, num_views * per_view, -1))
+        grid = self.vit.grid
+        grid_features = self.expand(tokens).reshape(batch * num_views, grid, grid, -1).permute(0, 3, 1, 2)
+        finer = F.pixel_shuffle(grid_features, 2)          # (B * V, C/2, 2g, 2g)
+        finer = finer.flatten(2).transpose(1, 2)           # (B * V, 4 g^2, C/2)
+        return self.restore(finer).reshape(batch, num_views * 4 * per_view, -1)
+
+
+class VAE(nn.Module):
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        self.cfg = cfg
+        width = cfg.width
+        # One point embedding for encoder queries, encoder keys and decoder queries, as in 3DShape2VecSet.
+        self.point_embedding = PointEmbedding(width, cfg.num_freqs)
+        self.geometry_encoder = CrossAttentionBlock(width, cfg.heads, width)             # eq. 1
+        self.multiview_encoder = MultiViewEncoder(cfg)                                   # eq. 2
+        self.fusion = CrossAttentionBlock(width, cfg.heads, width)                       # eq. 3, CroAtt
+        self.encoder_blocks = nn.ModuleList(SelfAttentionBlock(width, cfg.heads) for _ in range(cfg.encoder_depth))
+        self.to_mean = nn.Linear(width, cfg.latent_channels)                             # eq. 4, g_mu
+        self.to_logvar = nn.Linear(width, cfg.latent_channels)                           # eq. 4, g_sigma
+        self.from_latent = nn.Linear(cfg.latent_channels, width)
+        self.decoder_blocks = nn.ModuleList(SelfAttentionBlock(width, cfg.heads) for _ in range(cfg.decoder_depth))
+        self.query_decoder = CrossAttentionBlock(width, cfg.heads, width)
+        self.to_displacement = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 3))
+        # Zero displacement at initialisation: the untrained decoder predicts "nothing moved".
+        nn.init.zeros_(self.to_displacement[1].weight)
+        nn.init.zeros_(self.to_displacement[1].bias)
+
+    def query_points(self, p1: torch.Tensor) -> torch.Tensor:
+        """The M farthest-point samples of P1 (B, M, 3); latent i belongs to query point i."""
+        return gather_points(p1, farthest_point_sample(p1, self.cfg.num_latents))
+
+    def encode(self, p1: torch.Tensor, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """p1 (B, N, 3), views (B, V, 9, H, W) -> (mean, logvar), each (B, M, C0)."""
+        geometry = self.geometry_encoder(self.point_embedding(self.query_points(p1)), self.point_embedding(p1))
+        features = self.fusion(geometry, self.multiview_encoder(views))
+        for block in self.encoder_blocks:
+            features = block(features)
+        # Heads in float32 even under autocast: the latents are the diffusion model's data. logvar is
+        # clamped as latent-diffusion VAEs do, so exp(logvar) can neither overflow nor vanish.
+        with torch.autocast(features.device.type, enabled=False):
+            features = features.float()
+            return self.to_mean(features), self.to_logvar(features).clamp(-30.0, 20.0)
+
+    @staticmethod
+    def sample(mean: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Reparameterisation (eq. 4): z = mu + sigma * eps, eps ~ N(0, I)."""
+        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return mean + torch.exp(0.5 * logvar) * eps
+
+    def decode(self, z: torch.Tensor, queries: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+        """z (B, M, C0), queries (B, Q, 3) frame-1 points -> their positions at frame t (B, Q, 3).
+
+        The latent self-attention (eq. 6) runs once; the per-query cross-attention runs over chunks of
+        `chunk_size` queries (all at once if None). Queries never attend to each other, so chunking
+        changes memory, not results."""
+        latents = self.from_latent(z)
+        for block in self.decoder_blocks:
+            latents = block(latents)
+        chunks = [queries] if chunk_size is None else queries.split(chunk_size, dim=1)
+        outputs = []
+        for chunk in chunks:
+            features = self.query_decoder(self.point_embedding(chunk), latents)
+            outputs.append(chunk + self.to_displacement(features).float())
+        return torch.cat(outputs, dim=1)
+
+    def forward(self, p1: torch.Tensor, views: torch.Tensor, pt: torch.Tensor | None = None,
+                sample_posterior: bool = True) -> dict[str, torch.Tensor]:
+        """Encode (P1, I_t), decode at the points of P1. With `pt` (B, N, 3) the loss terms are added to
+        the returned dict too (handy under DDP, where only forward is wrapped)."""
+        mean, logvar = self.encode(p1, views)
+        z = self.sample(mean, logvar) if sample_posterior else mean
+        out = {"pred": self.decode(z, p1), "mean": mean, "logvar": logvar, "z": z}
+        if pt is not None:
+            out.update(self.loss(out, pt))
+        return out
+
+    def loss(self, out: dict[str, torch.Tensor], pt: torch.Tensor) -> dict[str, torch.Tensor]:
+        """L_def (eq. 7) + kl_weight * L_reg (eq. 5), all in float32."""
+        error = out["pred"].float() - pt.float()
+        mse = error.pow(2).mean()                                   # MSE over points and coordinates
+        dis = torch.linalg.vector_norm(error, dim=-1).mean()        # DIS: mean Euclidean distance per point
+        mean, logvar = out["mean"].float(), out["logvar"].float()
+        kl = (0.5 * (mean.pow(2) + logvar.exp() - logvar - 1)).mean()  # eq. 5, per latent channel
+        loss = mse + self.cfg.dis_weight * dis + self.cfg.kl_weight * kl
+        return {"loss": loss, "mse": mse, "dis": dis, "kl": kl}
