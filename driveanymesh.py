@@ -94,6 +94,29 @@ def _cmd_audit(args) -> int:
     return 0
 
 
+def _shard_urls(specs: list[str]) -> list[str]:
+    """Shard URLs from the command line: paths, URLs and brace patterns (`train-{000000..000009}.tar`)."""
+    from braceexpand import braceexpand
+
+    return [u for spec in specs for u in braceexpand(spec)]
+
+
+def _cmd_train(args) -> int:
+    from train.config import load_train_config
+    from train.trainer import Trainer
+
+    cfg = load_train_config(args.config, args.model)
+    if args.max_steps is not None:
+        cfg.max_steps = args.max_steps
+    trainer = Trainer(cfg, _shard_urls(args.shards), args.out, _shard_urls(args.val_shards or []) or None,
+                      vae_checkpoint=args.vae, resume=args.resume)
+    try:
+        trainer.fit()
+    finally:
+        trainer.close()
+    return 0
+
+
 def main(argv=None) -> int:
     from curation.pipeline_config import DEFAULT_FILE, PipelineConfigError
 
@@ -133,6 +156,17 @@ def main(argv=None) -> int:
     a.add_argument("what", choices=["summary", "why", "report"])
     a.add_argument("uid", nargs="?")
     a.set_defaults(func=_cmd_audit)
+
+    t = sub.add_parser("train", help="train the VAE or the diffusion model on clip shards (torchrun for DDP)")
+    t.add_argument("model", choices=["vae", "diffusion"])
+    t.add_argument("--config", required=True, help="NAME in training.yaml, FILE:NAME, or a YAML file")
+    t.add_argument("--shards", nargs="+", required=True, help="training shard paths/URLs (brace patterns too)")
+    t.add_argument("--val-shards", nargs="+", help="held-out shards for validation")
+    t.add_argument("--out", required=True, help="folder for checkpoints, TensorBoard logs and config.json")
+    t.add_argument("--vae", help="diffusion: the trained VAE checkpoint")
+    t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    t.add_argument("--max-steps", type=int, help="override the configuration's max_steps")
+    t.set_defaults(func=_cmd_train)
 
     args = ap.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so running Blender jobs are killed rather than orphaned.

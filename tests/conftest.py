@@ -46,3 +46,37 @@ def render_cached(tmp_path_factory):
             cache[key] = render_asset(path, str(tmp_path_factory.mktemp("clips")), job, **kw)
         return cache[key]
     return render
+
+
+TRAINING_ASSETS = ["rigid_spinner", "multi_anim", "blob_shapekeys", "creature_textured"]
+
+
+@pytest.fixture(scope="session")
+def clip_shards(tmp_path_factory, demo_assets) -> dict:
+    """Real shards from the pipeline (tiny renders of 4 demo assets, 6 clips, 6 keyframes each):
+    {"train": [paths], "test": [paths], "all": [paths], "clips": count} for the training tests."""
+    import subprocess
+    import sys
+
+    work = tmp_path_factory.mktemp("clip_shards")
+    listing = work / "assets.txt"
+    listing.write_text("\n".join(demo_assets[n]["path"] for n in TRAINING_ASSETS) + "\n")
+    pipelines = work / "pipelines.yaml"
+    pipelines.write_text(f"""
+tiny:
+  source: {{kind: local, path: {listing}}}
+  keyframes: {{count: 6}}
+  render: {{resolution: 32, samples: 2, timeout_s: 120}}
+  dense: {{min_points: 2000}}
+  split: {{test_fraction: 0.5}}
+  shards: {{max_samples: 2}}
+""")
+    out = work / "run"
+    proc = subprocess.run([sys.executable, "-m", "driveanymesh", "--pipelines-file", str(pipelines), "run", "tiny",
+                           "--out", str(out), "--workers", "2"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    paths = {split: [str(out / s["path"]) for s in manifest["shards"] if s["split"] == split]
+             for split in ("train", "test")}
+    return {**paths, "all": paths["train"] + paths["test"],
+            "clips": sum(s["samples"] for s in manifest["shards"])}

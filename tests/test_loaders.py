@@ -1,0 +1,86 @@
+"""Loaders built from the pipeline's shards only: every member decoded to the right shapes, Pluecker
+rays that pass through the vertices they see, P1/Pt correspondence, and an epoch over two worker
+processes that yields every clip exactly once."""
+import numpy as np
+import pytest
+import torch
+import webdataset as wds
+
+from dataset.clip_sample import ClipSample
+from dataset.loaders import LoaderConfig, make_loader
+from dataset.point_sampling import farthest_points
+from dataset.view_tensors import camera_rays
+
+pytestmark = pytest.mark.slow
+CFG = LoaderConfig(num_points=256, image_size=32, frames_per_clip=2, shuffle_buffer=4)
+
+
+def all_keys(urls):
+    return sorted(s["__key__"] for s in wds.WebDataset(urls, shardshuffle=False))
+
+
+def test_two_workers_read_every_clip_once_per_epoch(clip_shards):
+    keys = []
+    for batch in make_loader(clip_shards["all"], "vae", CFG, batch_size=1, num_workers=2, drop_last=False):
+        keys += batch["key"]
+    assert sorted(keys) == all_keys(clip_shards["all"]) and len(keys) == clip_shards["clips"]
+    again = [k for b in make_loader(clip_shards["all"], "vae", CFG, batch_size=1, num_workers=2, epoch=1,
+                                    drop_last=False) for k in b["key"]]
+    assert sorted(again) == sorted(keys) and again != keys  # a new epoch: same clips, another order
+
+
+def test_vae_batches_follow_the_contract(clip_shards):
+    batch = next(iter(make_loader(clip_shards["train"], "vae", CFG, batch_size=2)))
+    assert batch["p1"].shape == batch["pt"].shape == (2, 256, 3) and batch["p1"].dtype == torch.float32
+    assert batch["views"].shape == (2, 4, 9, 32, 32)
+    rgb, rays = batch["views"][:, :, :3], batch["views"][:, :, 3:]
+    assert rgb.min() >= -1 and rgb.max() <= 1 and rgb.std() > 0.01
+    assert torch.allclose(rays[:, :, :3].norm(dim=2), torch.ones(1), atol=1e-5)  # unit directions
+    # Pt is P1 moved: the same surface points, so where t is keyframe 0 Pt is P1 exactly
+    for i in range(2):
+        assert torch.equal(batch["p1"][i], batch["pt"][i]) == (int(batch["t"][i]) == 0)
+
+
+def test_pluecker_rays_pass_through_the_vertices_they_see(clip_shards):
+    clip = ClipSample(next(iter(wds.WebDataset(clip_shards["train"][0], shardshuffle=False))))
+    size = clip.cameras["width"]
+    rays = camera_rays(clip.cameras, size)
+    for v, view in enumerate(clip.cameras["views"]):
+        K, w2c = np.array(view["K"]), np.array(view["w2c"])
+        p = clip.verts[0][:50].astype(np.float64)
+        cam = p @ w2c[:3, :3].T + w2c[:3, 3]
+        uv = cam @ K.T
+        uv = uv[:, :2] / uv[:, 2:]
+        inside = (uv >= 0).all(1) & (uv <= size - 1).all(1)
+        u, w = np.round(uv[inside]).astype(int).T
+        d, m = rays[v, :3, w, u], rays[v, 3:, w, u]  # (n, 3) each
+        # x lies on the ray (d, m) when x x d = m; ||x x d - m|| is its distance from the ray. The
+        # nearest pixel centre is at most half a pixel away on each axis: 0.71 px at the vertex's depth.
+        miss = np.linalg.norm(np.cross(p[inside], d) - m, axis=1)
+        pixel = cam[inside, 2] / K[0, 0]  # one pixel's width at the vertex's depth
+        assert inside.sum() > 10 and (miss <= 0.71 * pixel + 1e-6).all() and np.median(miss / pixel) < 0.5
+
+
+def test_diffusion_batches_hold_sorted_keyframes_and_the_monocular_view(clip_shards):
+    batch = next(iter(make_loader(clip_shards["train"], "diffusion", CFG, batch_size=2)))
+    assert batch["video"].shape == (2, 2, 3, 32, 32) and batch["views"].shape == (2, 2, 4, 9, 32, 32)
+    assert (batch["frames"][:, 1] > batch["frames"][:, 0]).all()
+    # the video frame is view 0 of the VAE views of the same keyframe
+    assert torch.equal(batch["video"], batch["views"][:, :, 0, :3])
+    assert batch["points"].shape == (2, 2, 256, 3)
+
+
+def test_farthest_points_spread_out():
+    rng = np.random.default_rng(0)
+    pts = np.concatenate([rng.normal(size=(500, 3)) * 0.01, [[5.0, 0, 0], [-5.0, 0, 0]]])
+    assert set(farthest_points(pts, 3, start=0)[1:]) == {500, 501}
+
+
+def test_resumed_position_skips_the_batches_already_seen(clip_shards):
+    full = [b["key"] for b in make_loader(clip_shards["all"], "vae", CFG, batch_size=1, drop_last=False)]
+    rest = [b["key"] for b in make_loader(clip_shards["all"], "vae", CFG, batch_size=1, skip_batches=2,
+                                          drop_last=False)]
+    assert rest == full[2:]
+    a = next(iter(make_loader(clip_shards["all"], "vae", CFG, batch_size=1, skip_batches=2)))
+    b = list(make_loader(clip_shards["all"], "vae", CFG, batch_size=1))[2]
+    assert torch.equal(a["p1"], b["p1"]) and torch.equal(a["views"], b["views"])

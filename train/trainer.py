@@ -1,0 +1,269 @@
+"""The training loop for both models: AdamW, linear warm-up then cosine decay, gradient clipping,
+bf16 autocast on GPU, EMA weights (diffusion), validation on held-out shards, TensorBoard logs,
+periodic checkpoints and exact resume. One process, or one per GPU under torchrun (DDP)."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import time
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from dataset.loaders import make_loader
+from model.denoiser import Denoiser
+from model.vae import VAE, VAEConfig
+from train import checkpoint, distributed
+from train.config import TrainConfig
+from train.metrics import chamfer_distance, per_point_l2
+from train.objectives import DiffusionObjective, VAEObjective
+
+
+def lr_factor(step: int, optim, max_steps: int) -> float:
+    """Linear warm-up to 1, then cosine decay to min_lr_ratio at max_steps."""
+    if step < optim.warmup_steps:
+        return (step + 1) / optim.warmup_steps
+    span = max(1, max_steps - optim.warmup_steps)
+    progress = min(1.0, (step - optim.warmup_steps) / span)
+    return optim.min_lr_ratio + (1 - optim.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def load_vae(path: str, device) -> VAE:
+    state = checkpoint.load(path)
+    cfg = state["config"]
+    if cfg["kind"] != "vae":
+        raise ValueError(f"{path} is a {cfg['kind']} checkpoint, not a VAE")
+    vae = VAE(VAEConfig(**cfg["vae"]))
+    vae.load_state_dict(state["model"])
+    return vae.to(device).eval()
+
+
+def to_device(batch: dict, device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, shards: list[str], out_dir: str, val_shards: list[str] | None = None,
+                 vae_checkpoint: str | None = None, resume: bool = False):
+        self.cfg, self.shards, self.val_shards, self.out_dir = cfg, shards, val_shards, out_dir
+        self.rt = distributed.start()
+        if self.rt.distributed and not cfg.data.resampled:
+            raise ValueError("training in several processes needs data.resampled: true (ranks would otherwise "
+                             "run out of shards at different steps)")
+        torch.manual_seed(cfg.seed + self.rt.rank)
+        if cfg.kind == "vae":
+            self.objective = VAEObjective(VAE(cfg.vae))
+        else:
+            if not vae_checkpoint:
+                raise ValueError("diffusion training needs the trained VAE: --vae CHECKPOINT")
+            vae = load_vae(vae_checkpoint, "cpu")
+            cfg.vae = vae.cfg
+            self.objective = DiffusionObjective(Denoiser(cfg.denoiser), vae, cfg.edm)
+        self.objective.to(self.rt.device)
+        params = [p for p in self.objective.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
+                                           weight_decay=cfg.optim.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, cfg.optim, cfg.max_steps))
+        self.ema = None
+        if cfg.kind == "diffusion":
+            self.ema = copy.deepcopy(self.objective.precond).eval().requires_grad_(False)
+        self.step = self.epoch = self.batch_in_epoch = 0
+        self.stats_ready = cfg.kind == "vae"
+        if resume and (path := checkpoint.latest(out_dir)):
+            self._restore(path)
+        self.model = self.objective
+        if self.rt.distributed:
+            self.model = DistributedDataParallel(self.objective, device_ids=[self.rt.device.index]
+                                                 if self.rt.device.type == "cuda" else None)
+        self.writer = None
+        if self.rt.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+            os.makedirs(out_dir, exist_ok=True)
+            self.writer = SummaryWriter(os.path.join(out_dir, "tensorboard"))
+            with open(os.path.join(out_dir, "config.json"), "w") as f:
+                json.dump(self._config_dict(), f, indent=1)
+        self.history: list[dict] = []
+
+    # -- state -----------------------------------------------------------------------------------
+    def _config_dict(self) -> dict:
+        return dataclasses.asdict(self.cfg)
+
+    def _state(self) -> dict:
+        model = self.objective.vae if self.cfg.kind == "vae" else self.objective.precond.net
+        return {"config": self._config_dict(), "model": model.state_dict(),
+                "ema": self.ema.net.state_dict() if self.ema is not None else None,
+                "latent_stats": [float(self.objective.latent_mean), float(self.objective.latent_std)]
+                if self.cfg.kind == "diffusion" else None,
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                "rng": checkpoint.rng_state()}
+
+    def _restore(self, path: str) -> None:
+        state = checkpoint.load(path, map_location=self.rt.device)
+        model = self.objective.vae if self.cfg.kind == "vae" else self.objective.precond.net
+        model.load_state_dict(state["model"])
+        if self.ema is not None:
+            self.ema.net.load_state_dict(state["ema"])
+            mean, std = state["latent_stats"]
+            self.objective.latent_mean.fill_(mean)
+            self.objective.latent_std.fill_(std)
+            self.stats_ready = True
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        if self.rt.is_main:
+            checkpoint.set_rng_state(state["rng"])
+        else:  # other ranks: their own stream, reproducible from the step
+            torch.manual_seed(self.cfg.seed + self.rt.rank + 1_000_003 * self.step)
+        self._print(f"resumed from {path} at step {self.step}")
+
+    def save(self) -> str | None:
+        checksum = distributed.assert_ranks_in_sync(self.objective, self.rt)
+        path = None
+        if self.rt.is_main:
+            path = checkpoint.save(self.out_dir, self.step, self._state())
+            self._print(f"checkpoint {path} (parameter checksum {checksum:.6e}, ranks in sync: {self.rt.world_size})")
+        if self.rt.distributed:
+            torch.distributed.barrier()
+        return path
+
+    # -- steps -----------------------------------------------------------------------------------
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.rt.device.type == "cuda")
+
+    def _estimate_latent_stats(self) -> None:
+        """Mean and std of the VAE latents over the first batches of the data (all ranks pooled)."""
+        zs = []
+        loader = make_loader(self.shards, "diffusion", self.cfg.data, self.cfg.batch_size, 0, epoch=0)
+        for i, batch in enumerate(loader):
+            if i == self.cfg.latent_stats_batches:
+                break
+            with self._autocast():
+                zs.append(self.objective.raw_latents(to_device(batch, self.rt.device)).float())
+        if not zs:
+            raise ValueError(f"no diffusion batches from {self.shards}: fewer clips than batch_size?")
+        z = torch.cat([x.flatten() for x in zs])
+        mean = distributed.mean_across_ranks(float(z.mean()), self.rt)
+        var = distributed.mean_across_ranks(float(((z - mean) ** 2).mean()), self.rt)
+        self.objective.latent_mean.fill_(mean)
+        self.objective.latent_std.fill_(max(math.sqrt(var), 1e-6))
+        self.stats_ready = True
+        self._print(f"latent statistics: mean {mean:.4f}, std {math.sqrt(var):.4f}")
+
+    def train_step(self, batch: dict) -> dict:
+        self.model.train()
+        if self.cfg.kind == "diffusion":
+            self.objective.vae.eval()
+        batch = to_device(batch, self.rt.device)
+        with self._autocast():
+            out = self.model(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        grad_norm = None
+        if self.cfg.optim.grad_clip > 0:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(
+                [p for p in self.objective.parameters() if p.requires_grad], self.cfg.optim.grad_clip))
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.ema is not None:
+            with torch.no_grad():
+                for e, p in zip(self.ema.parameters(), self.objective.precond.parameters()):
+                    e.lerp_(p, 1 - self.cfg.ema_decay)
+        self.step += 1
+        self.batch_in_epoch += 1
+        result = {k: float(v.detach()) for k, v in out.items() if torch.is_tensor(v) and v.ndim == 0}
+        if grad_norm is not None:
+            result["grad_norm"] = grad_norm
+        return result
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """VAE: Chamfer and per-point L2 of the reconstruction (posterior mean) against P_t. Diffusion:
+        the EDM loss of the EMA denoiser with a fixed noise generator, so steps compare."""
+        if not self.val_shards:
+            return {}
+        cfg = dataclasses.replace(self.cfg.data, resampled=False, shuffle_buffer=0)
+        loader = make_loader(self.val_shards, self.cfg.kind, cfg, self.cfg.batch_size, 0, drop_last=False)
+        sums, n = {}, 0
+        gen = torch.Generator(self.rt.device).manual_seed(1234)
+        for i, batch in enumerate(loader):
+            if i == self.cfg.val_batches:
+                break
+            batch = to_device(batch, self.rt.device)
+            with self._autocast():
+                if self.cfg.kind == "vae":
+                    out = self.objective.vae(batch["p1"], batch["views"], batch["pt"], sample_posterior=False)
+                    values = {"chamfer": chamfer_distance(out["pred"], batch["pt"]),
+                              "l2": per_point_l2(out["pred"], batch["pt"]), "loss": out["loss"].expand(len(batch["p1"]))}
+                else:
+                    y = self.objective.normalise(self.objective.raw_latents(batch))
+                    from model.edm import edm_loss
+                    loss = edm_loss(self.ema, y, self.cfg.edm, gen, p1=batch["p1"], video=batch["video"])
+                    values = {"loss": loss.expand(len(batch["p1"]))}
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + float(v.float().sum())
+            n += len(batch["p1"])
+        return {k: distributed.mean_across_ranks(v / max(n, 1), self.rt) for k, v in sums.items()}
+
+    # -- loop ------------------------------------------------------------------------------------
+    def _print(self, msg: str) -> None:
+        if self.rt.is_main:
+            print(msg, flush=True)
+
+    def _log(self, values: dict, prefix: str) -> None:
+        if self.writer is not None:
+            for k, v in values.items():
+                self.writer.add_scalar(f"{prefix}/{k}", v, self.step)
+
+    def fit(self, max_steps: int | None = None) -> list[dict]:
+        """Train to `max_steps` (the config's by default); returns the per-step records of this call."""
+        stop_at = max_steps if max_steps is not None else self.cfg.max_steps
+        if not self.stats_ready:
+            self._estimate_latent_stats()
+        self._print(f"training {self.cfg.kind} ({self.cfg.name}) on {self.rt.world_size} process(es), "
+                    f"device {self.rt.device}; outputs in {self.out_dir}")
+        tick, samples = time.perf_counter(), 0
+        while self.step < stop_at:
+            loader = make_loader(self.shards, self.cfg.kind, self.cfg.data, self.cfg.batch_size,
+                                 self.cfg.num_workers, epoch=self.epoch, skip_batches=self.batch_in_epoch)
+            started_empty = self.batch_in_epoch == 0
+            got = False
+            for batch in loader:
+                got = True
+                record = {"step": self.step + 1, "epoch": self.epoch, **self.train_step(batch),
+                          "lr": self.scheduler.get_last_lr()[0]}
+                self.history.append(record)
+                samples += len(batch["p1"]) * self.rt.world_size
+                if self.step % self.cfg.log_every == 0 or self.step == stop_at:
+                    rate = samples / (time.perf_counter() - tick)
+                    self._print(f"step {self.step} epoch {self.epoch} loss {record['loss']:.5f} "
+                                f"lr {record['lr']:.2e} {rate:.1f} samples/s")
+                    self._log({**record, "samples_per_s": rate}, "train")
+                    tick, samples = time.perf_counter(), 0
+                if self.step % self.cfg.val_every == 0 or self.step == stop_at:
+                    val = self.validate()
+                    if val:
+                        self._print("validation " + ", ".join(f"{k} {v:.6f}" for k, v in val.items()))
+                        self._log(val, "val")
+                if self.step % self.cfg.checkpoint_every == 0 or self.step == stop_at:
+                    self.save()
+                if self.step >= stop_at:
+                    break
+            else:
+                if started_empty and not got:
+                    raise ValueError(f"no {self.cfg.kind} batches from {self.shards}: fewer clips than "
+                                     f"batch_size={self.cfg.batch_size}, or unreadable shards")
+                self.epoch += 1
+                self.batch_in_epoch = 0
+        if self.writer is not None:
+            self.writer.flush()
+        return self.history
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        distributed.stop(self.rt)
