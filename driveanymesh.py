@@ -117,6 +117,24 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _cmd_encode_latents(args) -> int:
+    import torch
+
+    from train.config import load_train_config
+    from train.latent_cache import encode_shards
+    from train.trainer import load_vae
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    vae = load_vae(args.vae, device)
+    data = load_train_config(args.config).data if args.config else None
+    if data is None:
+        from dataset.loaders import LoaderConfig
+        data = LoaderConfig(image_size=vae.cfg.image_size)
+    paths = encode_shards(vae, _shard_urls(args.shards), args.out, data, device)
+    print(f"{len(paths)} latent shards under {os.path.abspath(args.out)}")
+    return 0
+
+
 def main(argv=None) -> int:
     from curation.pipeline_config import DEFAULT_FILE, PipelineConfigError
 
@@ -167,6 +185,13 @@ def main(argv=None) -> int:
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     t.add_argument("--max-steps", type=int, help="override the configuration's max_steps")
     t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("encode-latents", help="encode every clip once with a trained VAE (diffusion latent cache)")
+    e.add_argument("--vae", required=True, help="the trained VAE checkpoint")
+    e.add_argument("--shards", nargs="+", required=True, help="clip shard paths/URLs (brace patterns too)")
+    e.add_argument("--out", required=True, help="folder for the latent shards (<label>/<split>-NNNNNN.tar)")
+    e.add_argument("--config", help="training configuration whose data settings to use (points, image size)")
+    e.set_defaults(func=_cmd_encode_latents)
 
     args = ap.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so running Blender jobs are killed rather than orphaned.

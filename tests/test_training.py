@@ -136,3 +136,29 @@ checkpoint_every: 3
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "on 2 process(es)" in proc.stdout and "ranks in sync: 2" in proc.stdout
     assert (tmp_path / "out" / "checkpoints" / "step-00000003.pt").exists()
+
+
+def test_latent_cache_holds_the_encoder_means_and_feeds_diffusion_training(clip_shards, trained_vae, tmp_path):
+    from train.latent_cache import encode_shards
+    from train.trainer import load_vae
+
+    cfg = tiny("diffusion", max_steps=2)
+    vae = load_vae(trained_vae, "cpu")
+    paths = encode_shards(vae, clip_shards["train"], str(tmp_path / "latents"), cfg.data)
+    assert [p.split(os.sep)[-2:] for p in paths] == [u.split(os.sep)[-2:] for u in clip_shards["train"]]
+    batch = next(iter(make_loader(paths, "diffusion", cfg.data, 2)))
+    assert "latents" in batch and "views" not in batch
+    assert batch["latents"].shape == (2, cfg.data.frames_per_clip, cfg.vae.num_latents, cfg.vae.latent_channels)
+    # the cached latents are the encoder's means for the cached P1 and those keyframes' views
+    key = batch["key"][0]
+    sample = next(s for s in wds.WebDataset(clip_shards["train"], shardshuffle=False) if s["__key__"] == key)
+    every = vae_clip_batch(ClipSample(sample), cfg.data)
+    assert torch.allclose(every["p1"][0], batch["p1"][0])
+    with torch.no_grad():
+        mean, _ = vae.encode(every["p1"], every["views"])
+    assert torch.allclose(mean[batch["frames"][0]], batch["latents"][0], atol=2e-3 * float(mean.abs().max()) + 1e-3)
+
+    trainer = Trainer(cfg, paths, str(tmp_path / "run"), vae_checkpoint=trained_vae)
+    history = trainer.fit()
+    trainer.close()
+    assert len(history) == 2 and all(np.isfinite(r["loss"]) for r in history)
