@@ -2,6 +2,9 @@
 Pluecker ray embeddings from the clip's OpenCV cameras (paper 3.3: RGB + 6 = 9 channels)."""
 from __future__ import annotations
 
+import functools
+import json
+
 import numpy as np
 from PIL import Image
 
@@ -41,9 +44,18 @@ def plucker_rays(K: np.ndarray, w2c: np.ndarray, size: int) -> np.ndarray:
 
 
 def camera_rays(cameras: dict, size: int) -> np.ndarray:
-    """(views, 6, size, size): the rays of every view of a clip (the same for all its keyframes)."""
-    return np.stack([plucker_rays(scaled_intrinsics(v["K"], cameras["width"], cameras["height"], size),
+    """(views, 6, size, size): the rays of every view of a clip (the same for all its keyframes).
+    Memoised on the cameras: a pipeline's clips share their orbit, so a loader computes them once."""
+    return _camera_rays(json.dumps(cameras, sort_keys=True), size)
+
+
+@functools.lru_cache(maxsize=8)
+def _camera_rays(cameras_json: str, size: int) -> np.ndarray:
+    cameras = json.loads(cameras_json)
+    rays = np.stack([plucker_rays(scaled_intrinsics(v["K"], cameras["width"], cameras["height"], size),
                                   v["w2c"], size) for v in cameras["views"]])
+    rays.flags.writeable = False  # shared between calls
+    return rays
 
 
 def vae_views(frame_rgba: np.ndarray, rays: np.ndarray, size: int) -> np.ndarray:
