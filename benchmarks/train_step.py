@@ -88,6 +88,7 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--generate-frames", type=int, default=30)
     ap.add_argument("--queries", type=int, default=50_000)
+    ap.add_argument("--skip-training", action="store_true", help="only the generation figure")
     ap.add_argument("--tiny", action="store_true", help="tiny configurations (a quick check of the script)")
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -99,6 +100,16 @@ def main() -> int:
     N, M, S = 2048, vcfg.num_latents, vcfg.image_size
 
     vae = VAE(vcfg).to(device)
+    precond = EDMPrecond(Denoiser(dcfg), edm.sigma_data).to(device)
+    T, D = args.frames, dcfg.image_size
+    if not args.skip_training:
+        train_figures(args, vae, precond, vcfg, dcfg, edm, device)
+    generation_figure(args, vae, precond, vcfg, dcfg, edm, device)
+    return 0
+
+
+def train_figures(args, vae, precond, vcfg, dcfg, edm, device):
+    N, M, S, T, D = 2048, vcfg.num_latents, vcfg.image_size, args.frames, dcfg.image_size
     measure("VAE", vae, lambda b: {"p1": torch.rand(b, N, 3, device=device) - 0.5,
                                    "pt": torch.rand(b, N, 3, device=device) - 0.5,
                                    "views": torch.randn(b, vcfg.views, vcfg.image_channels, S, S, device=device)},
@@ -113,6 +124,9 @@ def main() -> int:
             lambda m, x: edm_loss(m, x["y"], edm, p1=x["p1"], video=x["video"]),
             args.diffusion_batch, args.steps, args.warmup, device)
 
+
+def generation_figure(args, vae, precond, vcfg, dcfg, edm, device):
+    N, M, D = 2048, vcfg.num_latents, dcfg.image_size
     # One clip: sampling all frames jointly, then decoding the mesh's query points frame by frame.
     precond.eval()
     vae.eval()
@@ -126,7 +140,8 @@ def main() -> int:
         sync(device)
         t0 = time.perf_counter()
         with autocast, torch.no_grad():
-            z = heun_sample(precond, (1, Tg, M, dcfg.latent_channels), edm, p1=p1, video=video)
+            condition = precond.net.condition(p1, video, M)  # once per clip, as train.objectives does
+            z = heun_sample(precond, (1, Tg, M, dcfg.latent_channels), edm, condition=condition)
             sync(device)
             t1 = time.perf_counter()
             for t in range(Tg):
@@ -136,7 +151,6 @@ def main() -> int:
     s, d = times[-1]
     print(f"generate {Tg} frames: sampling {s:.2f} s ({edm.num_steps} Heun steps) + decoding "
           f"{args.queries:,} points x {Tg} frames {d:.2f} s = {s + d:.2f} s")
-    return 0
 
 
 if __name__ == "__main__":

@@ -81,20 +81,29 @@ class Denoiser(nn.Module):
         nn.init.zeros_(self.out.weight)  # F_theta = 0 at start: D = c_skip x, EDM's neutral guess
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, p1: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
-        """x (B, T, M, C0) scaled noisy latents, c_noise (B,), p1 (B, N, 3), video (B, T, 3, H, W)
-        -> (B, T, M, C0)."""
-        batch, frames, num_latents, _ = x.shape
-        if video.shape[:2] != (batch, frames):
-            raise ValueError(f"Denoiser: video {tuple(video.shape)} must have one frame per latent frame of "
-                             f"x {tuple(x.shape)}")
-        noise = self.noise_embedding(c_noise)                                            # (B, W)
+    def condition(self, p1: torch.Tensor, video: torch.Tensor, num_latents: int) -> dict:
+        """The clip's condition tokens, which do not depend on the noise level: computed once per clip
+        and passed as `condition=` to every sampler step instead of p1 and video."""
+        batch, frames = video.shape[:2]
         # Same FPS as the VAE: latent i belongs to surface point anchors[:, i].
         anchors = self.point_embedding(gather_points(p1, farthest_point_sample(p1, num_latents)))  # (B, M, W)
         geometry = self.geometry_encoder(anchors, self.point_embedding(p1))              # (B, M, W)
         geometry = geometry.unsqueeze(1).expand(-1, frames, -1, -1).reshape(batch * frames, num_latents, -1)
-        video_tokens = self.video_encoder(video.flatten(0, 1))                           # (B*T, L, W)
-        h = (self.latent_in(x) + anchors.unsqueeze(1)).reshape(batch * frames, num_latents, -1)
+        return {"anchors": anchors, "geometry": geometry,
+                "video": self.video_encoder(video.flatten(0, 1))}                        # (B*T, L, W)
+
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, p1: torch.Tensor | None = None,
+                video: torch.Tensor | None = None, condition: dict | None = None) -> torch.Tensor:
+        """x (B, T, M, C0) scaled noisy latents, c_noise (B,), p1 (B, N, 3), video (B, T, 3, H, W), or
+        instead of p1 and video their precomputed `condition` -> (B, T, M, C0)."""
+        batch, frames, num_latents, _ = x.shape
+        if condition is None:
+            if video is None or p1 is None or video.shape[:2] != (batch, frames):
+                raise ValueError(f"Denoiser: needs p1 and a video with one frame per latent frame of x "
+                                 f"{tuple(x.shape)}, got video {None if video is None else tuple(video.shape)}")
+            condition = self.condition(p1, video, num_latents)
+        noise = self.noise_embedding(c_noise)                                            # (B, W)
+        h = (self.latent_in(x) + condition["anchors"].unsqueeze(1)).reshape(batch * frames, num_latents, -1)
         for block in self.blocks:
-            h = block(h, geometry, video_tokens, noise, frames)
+            h = block(h, condition["geometry"], condition["video"], noise, frames)
         return self.out(self.out_norm(h)).reshape(batch, frames, num_latents, -1)

@@ -245,6 +245,18 @@ def test_denoiser_shape_and_zero_output_at_init():
     assert torch.all(out == 0)  # zero-initialised head: D = c_skip x at the start of training
 
 
+def test_precomputed_condition_gives_the_same_output():
+    torch.manual_seed(0)
+    cfg = DenoiserConfig.tiny()
+    net = Denoiser(cfg).eval()
+    _switch_on_zero_init(net)
+    x, c_noise, p1, video = _denoiser_inputs(cfg)
+    with torch.no_grad():
+        direct = net(x, c_noise, p1, video)
+        cached = net(x, c_noise, condition=net.condition(p1, video, x.shape[2]))
+    assert direct.abs().max() > 0 and torch.equal(direct, cached)
+
+
 def test_denoiser_is_equivariant_to_frame_order():
     torch.manual_seed(0)
     cfg = DenoiserConfig.tiny()

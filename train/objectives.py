@@ -63,5 +63,6 @@ def generate_latents(precond: EDMPrecond, objective: DiffusionObjective, p1: tor
     Heun sampler from pure noise, in the VAE's own latent scale."""
     B, T = video.shape[:2]
     shape = (B, T, num_latents, objective.vae.cfg.latent_channels)
-    y = heun_sample(precond, shape, edm, generator, p1=p1, video=video)
+    condition = precond.net.condition(p1, video, num_latents)  # once, not at each of the 35 evaluations
+    y = heun_sample(precond, shape, edm, generator, condition=condition)
     return objective.denormalise(y)
