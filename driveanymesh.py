@@ -135,6 +135,16 @@ def _cmd_encode_latents(args) -> int:
     return 0
 
 
+def _cmd_drive(args) -> int:
+    from train.drive import drive
+
+    res = drive(args.mesh, args.video, args.vae, args.diffusion, args.out, points_out=args.points,
+                frames=args.frames, fps=args.fps, delta=args.delta, seed=args.seed, chunk_size=args.chunk)
+    print(f"{res['frames']} keyframes x {res['vertices']:,} vertices at {res['fps']:g} fps in {res['seconds']:.1f} s"
+          f" -> {os.path.abspath(res['glb'])}" + (f" (points: {os.path.abspath(res['points'])})" if res["points"] else ""))
+    return 0
+
+
 def main(argv=None) -> int:
     from curation.pipeline_config import DEFAULT_FILE, PipelineConfigError
 
@@ -192,6 +202,20 @@ def main(argv=None) -> int:
     e.add_argument("--out", required=True, help="folder for the latent shards (<label>/<split>-NNNNNN.tar)")
     e.add_argument("--config", help="training configuration whose data settings to use (points, image size)")
     e.set_defaults(func=_cmd_encode_latents)
+
+    dr = sub.add_parser("drive", help="animate a mesh from a monocular video; writes a GLB with morph targets")
+    dr.add_argument("--mesh", required=True, help="GLB/glTF/OBJ to drive (textures and materials are kept)")
+    dr.add_argument("--video", required=True, help="mp4 or a folder of frames")
+    dr.add_argument("--vae", required=True, help="trained VAE checkpoint")
+    dr.add_argument("--diffusion", required=True, help="trained diffusion checkpoint")
+    dr.add_argument("--out", required=True, help="the animated GLB to write")
+    dr.add_argument("--points", help="also write the raw trajectories to this .npz")
+    dr.add_argument("--frames", type=int, default=30, help="keyframes to generate (default: %(default)s)")
+    dr.add_argument("--fps", type=float, help="playback rate (default: the video's, else 30)")
+    dr.add_argument("--delta", type=float, default=0.002, help="jitter threshold, normalised units (default: %(default)s)")
+    dr.add_argument("--seed", type=int, default=0)
+    dr.add_argument("--chunk", type=int, default=65_536, help="query points decoded at once")
+    dr.set_defaults(func=_cmd_drive)
 
     args = ap.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so running Blender jobs are killed rather than orphaned.

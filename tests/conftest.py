@@ -80,3 +80,34 @@ tiny:
              for split in ("train", "test")}
     return {**paths, "all": paths["train"] + paths["test"],
             "clips": sum(s["samples"] for s in manifest["shards"])}
+
+
+@pytest.fixture(scope="session")
+def trained_vae(clip_shards, tmp_path_factory) -> str:
+    """A tiny VAE trained briefly on `clip_shards` (its checkpoint path)."""
+    from train.config import load_train_config
+    from train.trainer import Trainer
+
+    cfg = load_train_config("vae-tiny")
+    cfg.max_steps, cfg.log_every, cfg.checkpoint_every, cfg.val_every = 150, 10**6, 10**6, 10**6
+    trainer = Trainer(cfg, clip_shards["train"], str(tmp_path_factory.mktemp("vae")))
+    trainer.fit()
+    path = trainer.save()
+    trainer.close()
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_diffusion(clip_shards, trained_vae, tmp_path_factory) -> str:
+    """A tiny diffusion model trained briefly on `clip_shards` with `trained_vae`."""
+    from train.config import load_train_config
+    from train.trainer import Trainer
+
+    cfg = load_train_config("diffusion-tiny")
+    cfg.max_steps, cfg.log_every, cfg.checkpoint_every, cfg.val_every = 60, 10**6, 10**6, 10**6
+    trainer = Trainer(cfg, clip_shards["train"], str(tmp_path_factory.mktemp("diffusion")),
+                      vae_checkpoint=trained_vae)
+    trainer.fit()
+    path = trainer.save()
+    trainer.close()
+    return path

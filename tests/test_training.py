@@ -41,16 +41,6 @@ def one_clip(clip_shards, tmp_path_factory):
     return str(path)
 
 
-@pytest.fixture(scope="module")
-def trained_vae(clip_shards, tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("vae"))
-    trainer = Trainer(tiny("vae", max_steps=150), clip_shards["train"], out)
-    trainer.fit()
-    path = trainer.save()
-    trainer.close()
-    return path
-
-
 def test_vae_overfits_one_clip(one_clip, tmp_path):
     """One example of the clip (its last keyframe): the whole loss (MSE + 0.1 DIS + 1e-3 KL) falls more
     than 10x in 300 steps. All its keyframes at once: the loss falls too, so the model reads which

@@ -1,0 +1,32 @@
+"""Run as a script with the project's Python (bpy): import a GLB in Blender and print, as JSON, every
+mesh vertex's world position (Blender's frame) at the given scene frames."""
+import json
+import sys
+
+import bpy
+import numpy as np
+
+
+def main(path: str, frames: list[float]) -> None:
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.ops.import_scene.gltf(filepath=path)
+    scene = bpy.context.scene
+    objects = [o for o in scene.objects if o.type == "MESH"]
+    out = {"fps": scene.render.fps, "shape_keys": [len(o.data.shape_keys.key_blocks) if o.data.shape_keys else 0
+                                                   for o in objects], "frames": []}
+    for f in frames:
+        scene.frame_set(int(f), subframe=f - int(f))
+        deps = bpy.context.evaluated_depsgraph_get()
+        points = []
+        for o in objects:
+            me = o.evaluated_get(deps).to_mesh()
+            co = np.empty(len(me.vertices) * 3)
+            me.vertices.foreach_get("co", co)
+            m = np.array(o.matrix_world)
+            points.append(co.reshape(-1, 3) @ m[:3, :3].T + m[:3, 3])
+        out["frames"].append(np.concatenate(points).tolist())
+    print("REIMPORT " + json.dumps(out))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], [float(f) for f in sys.argv[2:]])
