@@ -145,6 +145,17 @@ def _cmd_drive(args) -> int:
     return 0
 
 
+def _cmd_eval(args) -> int:
+    from train.evaluate import evaluate
+
+    res = evaluate(_shard_urls(args.shards), args.vae, args.out, diffusion_checkpoint=args.diffusion,
+                   max_clips=args.max_clips, eval_points=args.eval_points, seed=args.seed)
+    with open(res["table_path"]) as f:
+        print(f.read())
+    print(f"per clip: {res['csv']}\ncontact sheet: {res['contact_sheet']}")
+    return 0
+
+
 def main(argv=None) -> int:
     from curation.pipeline_config import DEFAULT_FILE, PipelineConfigError
 
@@ -216,6 +227,16 @@ def main(argv=None) -> int:
     dr.add_argument("--seed", type=int, default=0)
     dr.add_argument("--chunk", type=int, default=65_536, help="query points decoded at once")
     dr.set_defaults(func=_cmd_drive)
+
+    ev = sub.add_parser("eval", help="Chamfer per frame on held-out clips; table in the layout of Table 1")
+    ev.add_argument("--shards", nargs="+", required=True, help="test shard paths/URLs (brace patterns too)")
+    ev.add_argument("--vae", required=True)
+    ev.add_argument("--diffusion", help="also evaluate full generation from each clip's monocular video")
+    ev.add_argument("--out", required=True)
+    ev.add_argument("--max-clips", type=int)
+    ev.add_argument("--eval-points", type=int, default=10_000, help="dense points per frame for Chamfer")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.set_defaults(func=_cmd_eval)
 
     args = ap.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so running Blender jobs are killed rather than orphaned.
