@@ -148,8 +148,29 @@ def _cmd_drive(args) -> int:
 def _cmd_eval(args) -> int:
     from train.evaluate import evaluate
 
+    render = None
+    if args.assets:
+        from render.launcher import replay_clip, uid_from_path
+
+        files = [os.path.join(root, n) for a in args.assets for root, _, names in
+                 (os.walk(a) if os.path.isdir(a) else [(os.path.dirname(a), None, [os.path.basename(a)])])
+                 for n in names if n.lower().endswith((".glb", ".gltf"))]
+        by_uid = {uid_from_path(f): f for f in files}
+        renders = os.path.join(args.out, "renders")
+
+        def render(clip, verts, kind):
+            uid = clip.meta["uid"]
+            if uid not in by_uid:
+                print(f"warning: no source asset for {uid} under --assets: not rendered", file=sys.stderr)
+                return None
+            folder, failure = replay_clip(by_uid[uid], clip.meta, clip.cameras, verts, os.path.join(renders, kind),
+                                          threads=args.render_threads)
+            if failure:
+                print(f"warning: {clip.key}: rendering failed: {failure['message']}", file=sys.stderr)
+            return folder
+
     res = evaluate(_shard_urls(args.shards), args.vae, args.out, diffusion_checkpoint=args.diffusion,
-                   max_clips=args.max_clips, eval_points=args.eval_points, seed=args.seed)
+                   max_clips=args.max_clips, eval_points=args.eval_points, seed=args.seed, render=render)
     with open(res["table_path"]) as f:
         print(f.read())
     print(f"per clip: {res['csv']}\ncontact sheet: {res['contact_sheet']}")
@@ -236,6 +257,9 @@ def main(argv=None) -> int:
     ev.add_argument("--max-clips", type=int)
     ev.add_argument("--eval-points", type=int, default=10_000, help="dense points per frame for Chamfer")
     ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--assets", nargs="+", help="source asset files or folders (by uid): render the decoded "
+                                                "vertices with each clip's cameras and light for PSNR/SSIM")
+    ev.add_argument("--render-threads", type=int, default=0, help="Blender render threads (default: all)")
     ev.set_defaults(func=_cmd_eval)
 
     args = ap.parse_args(argv)

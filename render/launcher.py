@@ -26,6 +26,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from render.clip_writer import TMP_PREFIX
 from render.core_lease import CoreLease
 from render.orphan_guard import LAUNCHER_PID_ENV
@@ -103,11 +105,45 @@ def _job_env(settings: JobSettings) -> dict:
     return env
 
 
+def replay_clip(asset: str, clip_meta: dict, cameras: dict, positions: np.ndarray, out_dir: str,
+                threads: int = 0, timeout_s: float = 3600.0) -> tuple[str | None, dict | None]:
+    """Render `positions` (T x V x 3, normalised like the clip's `verts.npy`) of a clip of `asset` with
+    the clip's cameras, light and render settings into `out_dir/<key>/frame<tt>.png`. Returns
+    (that folder, None) or (None, the failure)."""
+    settings = JobSettings()
+    used = clip_meta["render"]
+    for name in ("engine", "samples", "denoise", "denoise_prefilter", "resolution", "fov_deg",
+                 "elevation_deg", "volume_size"):
+        if name in used:
+            setattr(settings.render, name, used[name])
+    settings.render.threads = threads
+    out_dir = os.path.abspath(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="dam-replay-") as work:
+        req_path, res_path = os.path.join(work, "request.json"), os.path.join(work, "result.json")
+        np.save(os.path.join(work, "positions.npy"), np.asarray(positions, dtype=np.float32))
+        with open(req_path, "w") as f:
+            json.dump({"asset": os.path.abspath(asset), "meta": clip_meta, "cameras": cameras, "out_dir": out_dir,
+                       "positions": os.path.join(work, "positions.npy"), "result": res_path,
+                       "settings": settings.to_dict()}, f)
+        with CoreLease(threads) as cores:
+            failure = _run(req_path, os.path.join(work, "blender.log"), timeout_s, os.path.join(work, "p.json"),
+                           None, out_dir, clip_meta["uid"], {**_job_env(settings), **cores.env()},
+                           module="render.replay_job")
+        if failure is None:
+            with open(res_path) as f:
+                res = json.load(f)
+            if res["status"] == "ok":
+                return res["dir"], None
+            failure = res["failure"]
+        return None, failure
+
+
 def _run(req_path: str, log_path: str, timeout_s: float, progress_path: str, on_progress,
-         out_dir: str, uid: str, env: dict) -> dict | None:
+         out_dir: str, uid: str, env: dict, module: str = "render.blender_job") -> dict | None:
     """The failure, or None. Polls so progress can be reported while it waits; however it ends,
     the job is dead and its temporary clip folders are gone when this returns or raises."""
-    cmd = [sys.executable, "-m", "render.blender_job", "--request", req_path]
+    cmd = [sys.executable, "-m", module, "--request", req_path]
     deadline = time.monotonic() + timeout_s
     last = None
     with open(log_path, "w") as log:

@@ -4,9 +4,11 @@ For every test clip: the dense points of each keyframe (the subdivision map appl
 the same surface points predicted two ways: VAE reconstruction (encode P1 with the 4 views of frame
 t, decode at frame 1's dense points) and, with a diffusion model, full generation from the clip's
 monocular video (view 0 of every keyframe). Chamfer distance per frame on `eval_points` of the dense
-points (fixed per clip) and the mean per-point L2. Appearance metrics (PSNR, SSIM, LPIPS over the 4
-views) need the driven mesh rendered with the clip's cameras and light: not part of this command yet,
-and the table says so rather than print a number.
+points (fixed per clip) and the mean per-point L2. With a `render` function (the CLI passes the
+renderer's replay, given the source assets), the clip's own vertices are decoded too, rendered with
+the clip's cameras and light, and PSNR and SSIM over the 4 views (RGB on white) are computed against
+the true frames. LPIPS needs network weights that are not available offline: the table says so
+rather than print a number.
 """
 from __future__ import annotations
 
@@ -22,16 +24,34 @@ from dataset.clip_sample import ClipSample
 from dataset.loaders import LoaderConfig, dense_map, vae_clip_batch
 from dataset.view_tensors import matted_rgb
 from train.drive import load_diffusion
-from train.metrics import chamfer_distance, per_point_l2
+from train.metrics import chamfer_distance, per_point_l2, psnr, ssim
 from train.objectives import generate_latents
 from train.trainer import load_vae
 
-APPEARANCE_NOTE = "not measured: rendering the driven mesh for PSNR/SSIM is not built yet; no offline LPIPS weights"
+LPIPS_NOTE = "LPIPS: not measured (its network weights are not available offline)"
+NO_RENDER_NOTE = "PSNR, SSIM: not measured (no source assets given: --assets)"
+
+
+def on_white(rgba: np.ndarray) -> np.ndarray:
+    a = rgba[..., 3:].astype(np.float64) / 255.0
+    return np.round(rgba[..., :3] * a + 255.0 * (1 - a)).astype(np.uint8)
+
+
+def appearance(true_frames: list[np.ndarray], rendered_dir: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame PSNR and SSIM of the rendered 4-view strips against the true ones."""
+    from PIL import Image
+
+    p, s = [], []
+    for t, true in enumerate(true_frames):
+        got = on_white(np.asarray(Image.open(os.path.join(rendered_dir, f"frame{t:02d}.png")).convert("RGBA")))
+        p.append(psnr(got, on_white(true)))
+        s.append(ssim(got, on_white(true)))
+    return np.array(p), np.array(s)
 
 
 @torch.no_grad()
 def evaluate_clip(clip: ClipSample, vae, objective, data: LoaderConfig, eval_points: int, seed: int,
-                  device, chunk: int = 65_536) -> dict:
+                  device, render=None, chunk: int = 65_536) -> dict:
     S = dense_map(clip)
     rng = np.random.default_rng([seed, zlib.crc32(clip.key.encode())])
     rows = S[rng.choice(S.shape[0], min(eval_points, S.shape[0]), replace=False)]
@@ -41,18 +61,26 @@ def evaluate_clip(clip: ClipSample, vae, objective, data: LoaderConfig, eval_poi
     mean, _ = vae.encode(batch["p1"].to(device), batch["views"].to(device))
     out = {"key": clip.key, "label": "textured" if clip.meta.get("textured") else "textureless",
            "frames": clip.num_frames}
-    preds = {"reconstruction": torch.cat([vae.decode(mean[t:t + 1], queries, chunk) for t in range(clip.num_frames)])}
+    latents = {"reconstruction": mean}
     if objective is not None:
         video = torch.as_tensor(np.stack([matted_rgb(clip.frame(t)[data.video_view], objective.precond.net.cfg.image_size)
                                           for t in range(clip.num_frames)]), device=device)[None]
         gen = torch.Generator(device).manual_seed(seed)
-        z = generate_latents(objective.precond, objective, batch["p1"][:1].to(device), video,
-                             vae.cfg.num_latents, objective.edm, gen)[0]
-        preds["generation"] = torch.cat([vae.decode(z[t:t + 1], queries, chunk) for t in range(clip.num_frames)])
-    for name, pred in preds.items():
+        latents["generation"] = generate_latents(objective.precond, objective, batch["p1"][:1].to(device), video,
+                                                 vae.cfg.num_latents, objective.edm, gen)[0]
+    own = torch.as_tensor(clip.verts[:1], device=device)
+    true_frames = [clip.frame(t) for t in range(clip.num_frames)] if render is not None else None
+    for name, z in latents.items():
+        pred = torch.cat([vae.decode(z[t:t + 1], queries, chunk) for t in range(clip.num_frames)])
         out[f"{name}_chamfer"] = chamfer_distance(pred, true).cpu().numpy()
         out[f"{name}_l2"] = per_point_l2(pred, true).cpu().numpy()
         out[f"{name}_points"] = pred.cpu().numpy()
+        if render is not None:  # the clip's own vertices, rendered as the clip was
+            verts = torch.cat([vae.decode(z[t:t + 1], own, chunk) for t in range(clip.num_frames)]).cpu().numpy()
+            folder = render(clip, verts, name)
+            if folder is not None:
+                strips = [np.concatenate(list(f), axis=1) for f in true_frames]  # views side by side
+                out[f"{name}_psnr"], out[f"{name}_ssim"] = appearance(strips, folder)
     out["true_points"] = true.cpu().numpy()
     out["cameras"] = clip.cameras
     return out
@@ -92,7 +120,10 @@ def contact_sheet(results: list[dict], path: str, clips: int = 4) -> str:
 
 
 def evaluate(shards: list[str], vae_checkpoint: str, out_dir: str, diffusion_checkpoint: str | None = None,
-             max_clips: int | None = None, eval_points: int = 10_000, seed: int = 0, device: str | None = None) -> dict:
+             max_clips: int | None = None, eval_points: int = 10_000, seed: int = 0, device: str | None = None,
+             render=None) -> dict:
+    """`render(clip, verts (T, V, 3) normalised, kind) -> folder of frame<tt>.png or None` renders the
+    clip's vertices as the clip was rendered (the CLI passes the renderer's replay)."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     vae = load_vae(vae_checkpoint, device)
     objective, cfg = load_diffusion(diffusion_checkpoint, vae, device) if diffusion_checkpoint else (None, None)
@@ -102,25 +133,27 @@ def evaluate(shards: list[str], vae_checkpoint: str, out_dir: str, diffusion_che
     for sample in wds.WebDataset(shards, shardshuffle=False):
         if max_clips is not None and len(results) == max_clips:
             break
-        results.append(evaluate_clip(ClipSample(sample), vae, objective, data, eval_points, seed, device))
+        results.append(evaluate_clip(ClipSample(sample), vae, objective, data, eval_points, seed, device, render))
     if not results:
         raise ValueError(f"no clips in {shards}")
     os.makedirs(out_dir, exist_ok=True)
     kinds = ["reconstruction"] + (["generation"] if objective is not None else [])
+    metrics = ["chamfer", "l2"] + (["psnr", "ssim"] if all(f"{k}_psnr" in r for r in results for k in kinds) else [])
     with open(os.path.join(out_dir, "per_clip.csv"), "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["key", "label", "frame"] + [f"{k}_{m}" for k in kinds for m in ("chamfer", "l2")])
+        w.writerow(["key", "label", "frame"] + [f"{k}_{m}" for k in kinds for m in metrics])
         for r in results:
             for t in range(r["frames"]):
-                w.writerow([r["key"], r["label"], t] + [f"{r[f'{k}_{m}'][t]:.6g}" for k in kinds
-                                                         for m in ("chamfer", "l2")])
-    table = {k: {"chamfer": float(np.mean([r[f"{k}_chamfer"].mean() for r in results])),
-                 "l2": float(np.mean([r[f"{k}_l2"].mean() for r in results]))} for k in kinds}
+                w.writerow([r["key"], r["label"], t] + [f"{r[f'{k}_{m}'][t]:.6g}" for k in kinds for m in metrics])
+    table = {k: {m: float(np.mean([r[f"{k}_{m}"].mean() for r in results])) for m in metrics} for k in kinds}
     names = {"reconstruction": "Ours, VAE reconstruction (4 views)", "generation": "Ours, generation (monocular video)"}
-    lines = [f"Evaluated on {len(results)} clips; Chamfer on {eval_points:,} dense points per frame.", "",
+    lines = [f"Evaluated on {len(results)} clips; Chamfer on {eval_points:,} dense points per frame; "
+             "PSNR and SSIM over the 4 views of every keyframe.", "",
              "| Method | PSNR | SSIM | LPIPS | Geo. CD | per-point L2 |", "| --- | --- | --- | --- | --- | --- |"]
-    lines += [f"| {names[k]} | - | - | - | {v['chamfer']:.5f} | {v['l2']:.5f} |" for k, v in table.items()]
-    lines += ["", f"PSNR, SSIM, LPIPS: {APPEARANCE_NOTE}."]
+    for k, v in table.items():
+        app = f"{v['psnr']:.3f} | {v['ssim']:.4f}" if "psnr" in v else "- | -"
+        lines.append(f"| {names[k]} | {app} | - | {v['chamfer']:.5f} | {v['l2']:.5f} |")
+    lines += ["", LPIPS_NOTE + "." + ("" if "psnr" in metrics else " " + NO_RENDER_NOTE + ".")]
     with open(os.path.join(out_dir, "table.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     sheet = contact_sheet(results, os.path.join(out_dir, "contact_sheet.png"))
