@@ -31,6 +31,7 @@ class VAEConfig:
     num_freqs: int = 8
     kl_weight: float = 1e-3     # paper: KL weight 0.001
     dis_weight: float = 0.1     # paper eq. 7: lambda
+    mse_weight: float = 1.0     # 0 with dis_weight > 0: the DIS-only row of the paper's Table 2
 
     @classmethod
     def tiny(cls) -> "VAEConfig":
@@ -145,5 +146,5 @@ class VAE(nn.Module):
         dis = torch.linalg.vector_norm(error, dim=-1).mean()        # DIS: mean Euclidean distance per point
         mean, logvar = out["mean"].float(), out["logvar"].float()
         kl = (0.5 * (mean.pow(2) + logvar.exp() - logvar - 1)).mean()  # eq. 5, per latent channel
-        loss = mse + self.cfg.dis_weight * dis + self.cfg.kl_weight * kl
+        loss = self.cfg.mse_weight * mse + self.cfg.dis_weight * dis + self.cfg.kl_weight * kl
         return {"loss": loss, "mse": mse, "dis": dis, "kl": kl}

@@ -51,6 +51,15 @@ def mean_across_ranks(value: float, rt: Runtime) -> float:
     return float(t) / rt.world_size
 
 
+def any_rank(flag: bool, rt: Runtime) -> bool:
+    """True on every rank when it is true on one (ranks must take the same branch)."""
+    if not rt.distributed:
+        return flag
+    t = torch.tensor([float(flag)], device=rt.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def assert_ranks_in_sync(module: torch.nn.Module, rt: Runtime) -> float:
     """A checksum of the parameters, checked equal on every rank (DDP must keep replicas identical)."""
     checksum = float(sum(p.detach().double().sum() * (i + 1) for i, p in enumerate(module.parameters())))

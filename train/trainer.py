@@ -219,9 +219,12 @@ class Trainer:
             for k, v in values.items():
                 self.writer.add_scalar(f"{prefix}/{k}", v, self.step)
 
-    def fit(self, max_steps: int | None = None) -> list[dict]:
-        """Train to `max_steps` (the config's by default); returns the per-step records of this call."""
+    def fit(self, max_steps: int | None = None, time_budget_s: float | None = None) -> list[dict]:
+        """Train to `max_steps` (the config's by default), or until `time_budget_s` of training have
+        passed (then the step reached is the last: validated and checkpointed); returns the per-step
+        records of this call."""
         stop_at = max_steps if max_steps is not None else self.cfg.max_steps
+        deadline = None if time_budget_s is None else time.perf_counter() + time_budget_s
         if not self.stats_ready:
             self._estimate_latent_stats()
         self._print(f"training {self.cfg.kind} ({self.cfg.name}) on {self.rt.world_size} process(es), "
@@ -238,6 +241,8 @@ class Trainer:
                           "lr": self.scheduler.get_last_lr()[0]}
                 self.history.append(record)
                 samples += len(batch["p1"]) * self.rt.world_size
+                if deadline is not None and distributed.any_rank(time.perf_counter() > deadline, self.rt):
+                    stop_at = self.step  # the time is up (on any rank: all stop together): this step closes the run
                 if self.step % self.cfg.log_every == 0 or self.step == stop_at:
                     rate = samples / (time.perf_counter() - tick)
                     self._print(f"step {self.step} epoch {self.epoch} loss {record['loss']:.5f} "
