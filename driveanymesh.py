@@ -174,6 +174,8 @@ def _cmd_eval(args) -> int:
     with open(res["table_path"]) as f:
         print(f.read())
     print(f"per clip: {res['csv']}\ncontact sheet: {res['contact_sheet']}")
+    if res["contact_sheet_frames"]:
+        print(f"rendered frames (true | reconstruction | generation): {res['contact_sheet_frames']}")
     return 0
 
 

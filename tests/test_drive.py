@@ -80,3 +80,20 @@ def test_seeded_drive_repeats_exactly(clip_shards, demo_assets, trained_vae, tra
         runs.append(np.load(tmp_path / f"{i}.npz")["points"])
     assert np.array_equal(runs[0], runs[1]) and not np.array_equal(runs[0], runs[2])
     assert (tmp_path / "0.glb").read_bytes() == (tmp_path / "1.glb").read_bytes()
+
+
+def test_mp4_video_is_read_resized_and_matted(tmp_path):
+    import imageio.v3 as iio
+
+    from train.video_frames import video_tensor
+
+    frames = np.zeros((12, 48, 64, 3), np.uint8)
+    frames[:, 12:36, 24:40] = 255  # a white square in the middle of a black, wider-than-tall frame
+    frames[:, :, :, 0] += np.arange(12, dtype=np.uint8)[:, None, None] * 10
+    path = str(tmp_path / "clip.mp4")
+    iio.imwrite(path, frames, fps=12, codec="libx264", macro_block_size=16)
+    clip, picks, fps = video_tensor(path, 4, 32)
+    assert clip.shape == (4, 3, 32, 32) and list(picks) == [0, 4, 7, 11] and fps == 12
+    assert clip.min() >= -1 and clip.max() <= 1
+    centre, corner = clip[0, :, 16, 16], clip[0, :, 1, 1]
+    assert (centre > 0.9).all() and (corner[1:] < -0.9).all()  # the crop keeps the centre square

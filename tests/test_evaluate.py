@@ -33,6 +33,7 @@ def test_eval_writes_the_table_the_csv_and_the_contact_sheet(clip_shards, demo_a
     assert "Ours, VAE reconstruction" in table and "Ours, generation" in table and "LPIPS: not measured" in table
     assert "Geo. CD" in proc.stdout
     assert (out / "contact_sheet.png").stat().st_size > 10_000
+    assert (out / "contact_sheet_frames.png").stat().st_size > 1_000 and "rendered frames" in proc.stdout
 
 
 def test_replay_of_the_true_vertices_reproduces_the_clip(clip_shards, demo_assets, tmp_path):

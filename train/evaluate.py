@@ -19,6 +19,7 @@ import zlib
 import numpy as np
 import torch
 import webdataset as wds
+from tqdm import tqdm
 
 from dataset.clip_sample import ClipSample
 from dataset.loaders import LoaderConfig, dense_map, vae_clip_batch
@@ -78,10 +79,13 @@ def evaluate_clip(clip: ClipSample, vae, objective, data: LoaderConfig, eval_poi
         if render is not None:  # the clip's own vertices, rendered as the clip was
             verts = torch.cat([vae.decode(z[t:t + 1], own, chunk) for t in range(clip.num_frames)]).cpu().numpy()
             folder = render(clip, verts, name)
+            out[f"{name}_renders"] = folder
             if folder is not None:
                 strips = [np.concatenate(list(f), axis=1) for f in true_frames]  # views side by side
                 out[f"{name}_psnr"], out[f"{name}_ssim"] = appearance(strips, folder)
     out["true_points"] = true.cpu().numpy()
+    out["true_frames"] = [clip.frame(t) for t in sorted({0, clip.num_frames // 2, clip.num_frames - 1})] \
+        if render is not None else None
     out["cameras"] = clip.cameras
     return out
 
@@ -119,6 +123,31 @@ def contact_sheet(results: list[dict], path: str, clips: int = 4) -> str:
     return path
 
 
+def frames_sheet(results: list[dict], path: str, clips: int = 4) -> str | None:
+    """Rendered frames: per clip a row of the first, middle and last keyframe (4 views each), true
+    then each kind's render, all on white."""
+    from PIL import Image
+
+    rows = []
+    for r in results[:clips]:
+        kinds = [k[:-8] for k in r if k.endswith("_renders") and r[k]]
+        if not kinds or r.get("true_frames") is None:
+            continue
+        T = r["frames"]
+        picks = sorted({0, T // 2, T - 1})
+        strips = [np.concatenate([on_white(np.concatenate(list(f), axis=1)) for f in r["true_frames"]], axis=0)]
+        for k in kinds:
+            strips.append(np.concatenate([on_white(np.asarray(Image.open(os.path.join(r[f"{k}_renders"],
+                          f"frame{t:02d}.png")).convert("RGBA"))) for t in picks], axis=0))
+        rows.append(np.concatenate(strips, axis=1))  # true | reconstruction | generation
+    if not rows:
+        return None
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 8), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+    return path
+
+
 def evaluate(shards: list[str], vae_checkpoint: str, out_dir: str, diffusion_checkpoint: str | None = None,
              max_clips: int | None = None, eval_points: int = 10_000, seed: int = 0, device: str | None = None,
              render=None) -> dict:
@@ -130,10 +159,13 @@ def evaluate(shards: list[str], vae_checkpoint: str, out_dir: str, diffusion_che
     data = LoaderConfig(image_size=vae.cfg.image_size, resample_points=False, seed=seed,
                         num_points=cfg["data"]["num_points"] if cfg else LoaderConfig.num_points)
     results = []
+    bar = tqdm(desc="evaluating clips", unit="clip", total=max_clips)
     for sample in wds.WebDataset(shards, shardshuffle=False):
         if max_clips is not None and len(results) == max_clips:
             break
+        bar.update(1)
         results.append(evaluate_clip(ClipSample(sample), vae, objective, data, eval_points, seed, device, render))
+    bar.close()
     if not results:
         raise ValueError(f"no clips in {shards}")
     os.makedirs(out_dir, exist_ok=True)
@@ -157,5 +189,7 @@ def evaluate(shards: list[str], vae_checkpoint: str, out_dir: str, diffusion_che
     with open(os.path.join(out_dir, "table.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     sheet = contact_sheet(results, os.path.join(out_dir, "contact_sheet.png"))
-    return {"clips": len(results), "table": table, "table_path": os.path.join(out_dir, "table.md"),
+    frames = frames_sheet(results, os.path.join(out_dir, "contact_sheet_frames.png"))
+    return {"contact_sheet_frames": frames, "clips": len(results), "table": table,
+            "table_path": os.path.join(out_dir, "table.md"),
             "csv": os.path.join(out_dir, "per_clip.csv"), "contact_sheet": sheet}
