@@ -5,7 +5,8 @@ and textures kept), its vertices in world space at rest (node transforms applied
 so the bind pose is the rest pose), in the glTF frame (Y up). Writing: the same document with one
 morph target per generated keyframe on every primitive (POSITION offsets in the primitive's own
 space) and one animation that plays them in order (weight 1 on keyframe k at time k / fps, linear
-interpolation); the input's own animations and skins are removed, materials and textures stay.
+interpolation); the input's own animations, skins and morph targets are replaced, materials and
+textures stay.
 
 Written with pygltflib: no exporter writes morph-target animation onto an existing document while
 leaving the rest of it untouched.
