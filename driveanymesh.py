@@ -152,10 +152,13 @@ def _cmd_eval(args) -> int:
     if args.assets:
         from render.launcher import replay_clip, uid_from_path
 
-        files = [os.path.join(root, n) for a in args.assets for root, _, names in
-                 (os.walk(a) if os.path.isdir(a) else [(os.path.dirname(a), None, [os.path.basename(a)])])
-                 for n in names if n.lower().endswith((".glb", ".gltf"))]
-        by_uid = {uid_from_path(f): f for f in files}
+        files = []
+        for a in args.assets:  # files, or folders searched recursively
+            if os.path.isdir(a):
+                files += [os.path.join(root, n) for root, _, names in os.walk(a) for n in names]
+            else:
+                files.append(a)
+        by_uid = {uid_from_path(f): f for f in files if f.lower().endswith((".glb", ".gltf"))}
         renders = os.path.join(args.out, "renders")
 
         def render(clip, verts, kind):

@@ -97,11 +97,8 @@ def main() -> int:
     edm = EDMConfig()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
     print(f"device: {name}; torch {torch.__version__}; threads {torch.get_num_threads()}")
-    N, M, S = 2048, vcfg.num_latents, vcfg.image_size
-
     vae = VAE(vcfg).to(device)
     precond = EDMPrecond(Denoiser(dcfg), edm.sigma_data).to(device)
-    T, D = args.frames, dcfg.image_size
     if not args.skip_training:
         train_figures(args, vae, precond, vcfg, dcfg, edm, device)
     generation_figure(args, vae, precond, vcfg, dcfg, edm, device)

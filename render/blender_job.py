@@ -7,19 +7,15 @@ reports as kind "crash".
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import os
 import sys
 import time
-import traceback
 
-from render.core_lease import pin_from_env
-from render.orphan_guard import exit_with_launcher
+from render.job_request import AssetFailure, serve, start_job_process
 
-exit_with_launcher()
-pin_from_env()  # before bpy starts its thread pools, so they keep to this job's cores
+start_job_process()  # before bpy starts its thread pools, so they keep to this job's cores
 
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402
@@ -28,12 +24,6 @@ from render import cameras, engine, geometry, lighting, scene, texture_evidence
 from render.clip_writer import ClipWriter
 from render.keyframes import ClipTooShort, choose_keyframes, clip_seed
 from render.settings import JobSettings
-
-
-class AssetFailure(Exception):
-    def __init__(self, kind: str, message: str):
-        super().__init__(message)
-        self.kind = kind
 
 
 class Timer:
@@ -46,11 +36,6 @@ class Timer:
         now = time.perf_counter()
         self.seconds[stage] = self.seconds.get(stage, 0.0) + now - since
         return now
-
-
-def set_frame(frame: float) -> None:
-    whole = int(np.floor(frame))
-    bpy.context.scene.frame_set(whole, subframe=float(frame - whole))
 
 
 class Progress:
@@ -146,7 +131,7 @@ def render_clip(writer: ClipWriter, meshes, cams, views, keyframes, rng, job: Jo
                 timer: Timer, report) -> dict:
     rs = job.render
     t = time.perf_counter()
-    set_frame(keyframes[0])
+    scene.set_frame(keyframes[0])
     v0, counts = geometry.world_vertices(meshes)
     lo, hi = v0.min(0), v0.max(0)
     extent = float((hi - lo).max())
@@ -164,7 +149,7 @@ def render_clip(writer: ClipWriter, meshes, cams, views, keyframes, rng, job: Jo
     t = timer.add("evaluate", t)
     for ti, frame in enumerate(keyframes):
         if ti > 0:
-            set_frame(frame)
+            scene.set_frame(frame)
             v, _ = geometry.world_vertices(meshes, counts)
             verts[ti] = (v - offset) * scale
             t = timer.add("evaluate", t)
@@ -185,26 +170,9 @@ def render_clip(writer: ClipWriter, meshes, cams, views, keyframes, rng, job: Jo
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--request", required=True, help="JSON request written by render.launcher")
-    args = ap.parse_args(argv)
-    with open(args.request) as f:
-        req = json.load(f)
-    try:
-        result = render_asset(req["asset"], req["uid"], req["out_dir"],
-                              JobSettings.from_dict(req["settings"]), req.get("extra_meta", {}),
-                              Progress(req.get("progress")))
-    except AssetFailure as exc:
-        result = {"status": "failed", "failure": {"kind": exc.kind, "message": str(exc)}}
-    except Exception as exc:  # our code or Blender's API failed on this asset: recorded, not raised
-        result = {"status": "failed", "failure": {
-            "kind": "error", "message": f"{type(exc).__name__}: {exc}",
-            "traceback": traceback.format_exc(limit=8)}}
-    tmp = req["result"] + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f)
-    os.replace(tmp, req["result"])
-    return 0
+    return serve(argv, __doc__, lambda req: render_asset(
+        req["asset"], req["uid"], req["out_dir"], JobSettings.from_dict(req["settings"]),
+        req.get("extra_meta", {}), Progress(req.get("progress"))))
 
 
 if __name__ == "__main__":

@@ -8,23 +8,16 @@ Started by `render.launcher.replay_clip` as `python -m render.replay_job --reque
 """
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import sys
-import traceback
 
-from render.core_lease import pin_from_env
-from render.orphan_guard import exit_with_launcher
+from render.job_request import serve, start_job_process
 
-exit_with_launcher()
-pin_from_env()
+start_job_process()
 
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402
 
 from render import cameras, engine, lighting, scene  # noqa: E402
-from render.blender_job import set_frame  # noqa: E402
 from render.clip_writer import ClipWriter  # noqa: E402
 from render.settings import JobSettings  # noqa: E402
 
@@ -56,7 +49,7 @@ def replay(req: dict) -> dict:
     actions = scene.animations()
     rest = scene.RestState()
     scene.play(actions[meta["animation_index"]], rest)
-    set_frame(meta["keyframes"][0])
+    scene.set_frame(meta["keyframes"][0])
     copies = frozen_copies(meshes)
     counts = [len(c.data.vertices) for c in copies]
     if sum(counts) != positions.shape[1]:
@@ -90,21 +83,7 @@ def replay(req: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--request", required=True)
-    args = ap.parse_args(argv)
-    with open(args.request) as f:
-        req = json.load(f)
-    try:
-        result = replay(req)
-    except Exception as exc:  # recorded for the launcher, not raised
-        result = {"status": "failed", "failure": {"kind": "error", "message": f"{type(exc).__name__}: {exc}",
-                                                  "traceback": traceback.format_exc(limit=8)}}
-    tmp = req["result"] + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f)
-    os.replace(tmp, req["result"])
-    return 0
+    return serve(argv, __doc__, replay)
 
 
 if __name__ == "__main__":

@@ -11,10 +11,17 @@ from __future__ import annotations
 import os
 
 import bpy
+import numpy as np
 
 
 class UnreadableAsset(Exception):
     """The importer could not read the file."""
+
+
+def set_frame(frame: float) -> None:
+    """Go to a frame that may be fractional (sub-frame keyframes of short clips)."""
+    whole = int(np.floor(frame))
+    bpy.context.scene.frame_set(whole, subframe=float(frame - whole))
 
 
 def reset_blender() -> None:

@@ -48,6 +48,23 @@ def render_cached(tmp_path_factory):
     return render
 
 
+def tiny_pipelines_file(folder, asset_paths: list[str], samples: int = 1, extra: str = "") -> str:
+    """A pipelines file with one pipeline, `tiny`: the given assets through the local source, 6
+    keyframes at 32 px, half the assets in the test split, 2 clips per shard (`extra`: more keys)."""
+    listing = folder / "assets.txt"
+    listing.write_text("\n".join(asset_paths) + "\n")
+    path = folder / "pipelines.yaml"
+    path.write_text(f"""
+tiny:
+  source: {{kind: local, path: {listing}}}
+  keyframes: {{count: 6}}
+  render: {{resolution: 32, samples: {samples}, timeout_s: 120}}
+  split: {{test_fraction: 0.5}}
+  shards: {{max_samples: 2}}
+{extra}""")
+    return str(path)
+
+
 TRAINING_ASSETS = ["rigid_spinner", "multi_anim", "blob_shapekeys", "creature_textured"]
 
 
@@ -59,18 +76,8 @@ def clip_shards(tmp_path_factory, demo_assets) -> dict:
     import sys
 
     work = tmp_path_factory.mktemp("clip_shards")
-    listing = work / "assets.txt"
-    listing.write_text("\n".join(demo_assets[n]["path"] for n in TRAINING_ASSETS) + "\n")
-    pipelines = work / "pipelines.yaml"
-    pipelines.write_text(f"""
-tiny:
-  source: {{kind: local, path: {listing}}}
-  keyframes: {{count: 6}}
-  render: {{resolution: 32, samples: 2, timeout_s: 120}}
-  dense: {{min_points: 2000}}
-  split: {{test_fraction: 0.5}}
-  shards: {{max_samples: 2}}
-""")
+    pipelines = tiny_pipelines_file(work, [demo_assets[n]["path"] for n in TRAINING_ASSETS], samples=2,
+                                    extra="  dense: {min_points: 2000}\n")
     out = work / "run"
     proc = subprocess.run([sys.executable, "-m", "driveanymesh", "--pipelines-file", str(pipelines), "run", "tiny",
                            "--out", str(out), "--workers", "2"], capture_output=True, text=True)

@@ -37,14 +37,13 @@ def test_unknown_pipeline_is_a_clear_error(tmp_path):
     assert proc.returncode == 2 and "no pipeline named 'nope'" in proc.stderr
 
 
-@pytest.mark.slow
-def test_terminated_render_command_leaves_no_blender_job_and_no_partial_clip(shared_asset, tmp_path):
-    import signal
+def render_with_clip_in_progress(asset: str, out, resolution: int, samples: int):
+    """`driveanymesh render` started and waited for until its first clip is being written: (the CLI
+    process, the pid of its one Blender job)."""
     import time
 
-    out = tmp_path / "clips"
-    proc = subprocess.Popen(CLI + ["render", shared_asset("fox.glb"), "--out", str(out), "--resolution", "64",
-                                   "--keyframes", "30", "--samples", "64"],
+    proc = subprocess.Popen(CLI + ["render", asset, "--out", str(out), "--resolution", str(resolution),
+                                   "--keyframes", "30", "--samples", str(samples)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while not (out.exists() and any(p.name.startswith(".tmp-") for p in out.iterdir())):
@@ -52,9 +51,18 @@ def test_terminated_render_command_leaves_no_blender_job_and_no_partial_clip(sha
         time.sleep(0.2)
     jobs = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
     assert len(jobs) == 1  # the Blender job, in its own session
+    return proc, jobs[0]
+
+
+@pytest.mark.slow
+def test_terminated_render_command_leaves_no_blender_job_and_no_partial_clip(shared_asset, tmp_path):
+    import signal
+
+    out = tmp_path / "clips"
+    proc, job = render_with_clip_in_progress(shared_asset("fox.glb"), out, resolution=64, samples=64)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 128 + signal.SIGTERM
-    assert not os.path.exists(f"/proc/{jobs[0]}")  # killed and reaped, not orphaned
+    assert not os.path.exists(f"/proc/{job}")  # killed and reaped, not orphaned
     assert list(out.iterdir()) == []
 
 
@@ -65,18 +73,10 @@ def test_killed_launcher_takes_its_blender_job_with_it(shared_asset, tmp_path):
     import time
 
     out = tmp_path / "clips"
-    proc = subprocess.Popen(CLI + ["render", shared_asset("fox.glb"), "--out", str(out), "--resolution", "128",
-                                   "--keyframes", "30", "--samples", "256"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while not (out.exists() and any(p.name.startswith(".tmp-") for p in out.iterdir())):
-        assert time.time() < deadline and proc.poll() is None, "the clip never started"
-        time.sleep(0.2)
-    jobs = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
-    assert len(jobs) == 1
+    proc, job = render_with_clip_in_progress(shared_asset("fox.glb"), out, resolution=128, samples=256)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     deadline = time.time() + 3  # the job alone would render on for a minute
-    while os.path.exists(f"/proc/{jobs[0]}") and open(f"/proc/{jobs[0]}/stat").read().split()[2] != "Z":
+    while os.path.exists(f"/proc/{job}") and open(f"/proc/{job}/stat").read().split()[2] != "Z":
         assert time.time() < deadline, "the Blender job outlived its launcher"
         time.sleep(0.1)

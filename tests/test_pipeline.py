@@ -15,6 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 
+from tests.conftest import tiny_pipelines_file
+
 pytestmark = pytest.mark.slow
 CLI = [sys.executable, "-m", "driveanymesh"]
 ASSETS = ["rigid_spinner", "static_statue", "runaway", "not_a_glb", "multi_anim", "too_short", "blob_shapekeys"]
@@ -24,18 +26,7 @@ EXPECTED_RULE = {"static": "ssim_motion", "bounds": "bounds", "scene_like": "sce
 
 
 def pipeline_file(tmp_path, demo_assets, names=ASSETS) -> str:
-    listing = tmp_path / "assets.txt"
-    listing.write_text("\n".join(demo_assets[n]["path"] for n in names) + "\n")
-    path = tmp_path / "pipelines.yaml"
-    path.write_text(f"""
-tiny:
-  source: {{kind: local, path: {listing}}}
-  keyframes: {{count: 6}}
-  render: {{resolution: 32, samples: 1, timeout_s: 120}}
-  split: {{test_fraction: 0.5}}
-  shards: {{max_samples: 2}}
-""")
-    return str(path)
+    return tiny_pipelines_file(tmp_path, [demo_assets[n]["path"] for n in names])
 
 
 def run_cli(pipelines: str, out, *extra, **kw):

@@ -38,15 +38,15 @@ def on_white(rgba: np.ndarray) -> np.ndarray:
     return np.round(rgba[..., :3] * a + 255.0 * (1 - a)).astype(np.uint8)
 
 
-def appearance(true_frames: list[np.ndarray], rendered_dir: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per frame PSNR and SSIM of the rendered 4-view strips against the true ones."""
+def appearance(true_strips: list[np.ndarray], rendered_dir: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame PSNR and SSIM of the rendered 4-view strips against the true ones (RGB on white)."""
     from PIL import Image
 
     p, s = [], []
-    for t, true in enumerate(true_frames):
+    for t, true in enumerate(true_strips):
         got = on_white(np.asarray(Image.open(os.path.join(rendered_dir, f"frame{t:02d}.png")).convert("RGBA")))
-        p.append(psnr(got, on_white(true)))
-        s.append(ssim(got, on_white(true)))
+        p.append(psnr(got, true))
+        s.append(ssim(got, true))
     return np.array(p), np.array(s)
 
 
@@ -70,7 +70,9 @@ def evaluate_clip(clip: ClipSample, vae, objective, data: LoaderConfig, eval_poi
         latents["generation"] = generate_latents(objective.precond, objective, batch["p1"][:1].to(device), video,
                                                  vae.cfg.num_latents, objective.edm, gen)[0]
     own = torch.as_tensor(clip.verts[:1], device=device)
-    true_frames = [clip.frame(t) for t in range(clip.num_frames)] if render is not None else None
+    # the true 4-view strips on white, decoded once for every kind and the contact sheet
+    true_strips = [on_white(np.concatenate(list(clip.frame(t)), axis=1)) for t in range(clip.num_frames)] \
+        if render is not None else None
     for name, z in latents.items():
         pred = torch.cat([vae.decode(z[t:t + 1], queries, chunk) for t in range(clip.num_frames)])
         out[f"{name}_chamfer"] = chamfer_distance(pred, true).cpu().numpy()
@@ -81,10 +83,9 @@ def evaluate_clip(clip: ClipSample, vae, objective, data: LoaderConfig, eval_poi
             folder = render(clip, verts, name)
             out[f"{name}_renders"] = folder
             if folder is not None:
-                strips = [np.concatenate(list(f), axis=1) for f in true_frames]  # views side by side
-                out[f"{name}_psnr"], out[f"{name}_ssim"] = appearance(strips, folder)
+                out[f"{name}_psnr"], out[f"{name}_ssim"] = appearance(true_strips, folder)
     out["true_points"] = true.cpu().numpy()
-    out["true_frames"] = [clip.frame(t) for t in sorted({0, clip.num_frames // 2, clip.num_frames - 1})] \
+    out["true_strips"] = [true_strips[t] for t in sorted({0, clip.num_frames // 2, clip.num_frames - 1})] \
         if render is not None else None
     out["cameras"] = clip.cameras
     return out
@@ -131,11 +132,11 @@ def frames_sheet(results: list[dict], path: str, clips: int = 4) -> str | None:
     rows = []
     for r in results[:clips]:
         kinds = [k[:-8] for k in r if k.endswith("_renders") and r[k]]
-        if not kinds or r.get("true_frames") is None:
+        if not kinds or r.get("true_strips") is None:
             continue
         T = r["frames"]
         picks = sorted({0, T // 2, T - 1})
-        strips = [np.concatenate([on_white(np.concatenate(list(f), axis=1)) for f in r["true_frames"]], axis=0)]
+        strips = [np.concatenate(r["true_strips"], axis=0)]
         for k in kinds:
             strips.append(np.concatenate([on_white(np.asarray(Image.open(os.path.join(r[f"{k}_renders"],
                           f"frame{t:02d}.png")).convert("RGBA"))) for t in picks], axis=0))

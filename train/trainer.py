@@ -15,6 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from dataset.loaders import make_loader
 from model.denoiser import Denoiser
+from model.edm import edm_loss
 from model.vae import VAE, VAEConfig
 from train import checkpoint, distributed
 from train.config import TrainConfig
@@ -201,7 +202,6 @@ class Trainer:
                               "l2": per_point_l2(out["pred"], batch["pt"]), "loss": out["loss"].expand(len(batch["p1"]))}
                 else:
                     y = self.objective.normalise(self.objective.raw_latents(batch))
-                    from model.edm import edm_loss
                     loss = edm_loss(self.ema, y, self.cfg.edm, gen, p1=batch["p1"], video=batch["video"])
                     values = {"loss": loss.expand(len(batch["p1"]))}
             for k, v in values.items():
