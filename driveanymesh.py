@@ -59,18 +59,41 @@ def _cmd_run(args) -> int:
     from curation.driver import run
     from curation.pipeline_config import load_pipeline
 
-    pipe = load_pipeline(args.pipeline, args.pipelines_file)
+    overrides = list(args.set or [])
     if args.limit is not None:
-        pipe.source.objaverse.limit = args.limit
+        overrides.append(f"source.objaverse.limit={args.limit}")
     if args.uids is not None:
-        pipe.source.objaverse.uids_file = args.uids
-    out = run(pipe, args.out, ray_address=args.ray_address, workers=args.workers)
-    print(audit.summary(audit.AuditLog(out["out_dir"]).rows()))
+        overrides.append(f"source.objaverse.uids_file={args.uids}")
+    pipe = load_pipeline(args.pipeline, args.pipelines_file, overrides)
+    out = run(pipe, args.out, ray_address=args.ray_address, workers=args.workers, overrides=overrides)
+    print(audit.summary(audit.AuditLog(out["out"]).rows()))
     print(f"\nshards ({len(out['shards'])}):")
     for s in out["shards"]:
-        print(f"  {os.path.join(out['out_dir'], s)}")
+        print(f"  {s}")
     print(f"manifest: {out['manifest']}\naudit:    {out['audit']}\nreport:   {out['report']}")
-    return 0
+    return _report_check(out["check"])
+
+
+def _report_check(check: dict) -> int:
+    if check["ok"]:
+        print(f"verified: {check['accepted']} accepted clips, each in exactly one of {check['shards']} shards")
+        return 0
+    for p in check["problems"]:
+        print(f"error: {p}", file=sys.stderr)
+    print("error: the output does not hold every accepted clip exactly once (run the same command again "
+          "to resume and repair it)", file=sys.stderr)
+    return 1
+
+
+def _cmd_verify(args) -> int:
+    from curation.driver import check_outputs
+    from dataset.storage import Store
+
+    out = Store(args.out)
+    if not out.exists("manifest.json"):
+        print(f"error: no manifest.json in {out.root}", file=sys.stderr)
+        return 2
+    return _report_check(check_outputs(out, verify_bytes=True))
 
 
 def _cmd_audit(args) -> int:
@@ -182,6 +205,22 @@ def _cmd_eval(args) -> int:
     return 0
 
 
+def _pipelines_file(argv) -> str:
+    """--pipelines-file as given (help for `run` lists that file's pipelines), before full parsing."""
+    from curation.pipeline_config import DEFAULT_FILE
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--pipelines-file", default=DEFAULT_FILE)
+    return pre.parse_known_args(argv)[0].pipelines_file
+
+
+def _wrap(name: str, description: str) -> str:
+    import textwrap
+
+    return textwrap.fill(description or "(no description)", width=100, initial_indent=f"  {name:<24}",
+                         subsequent_indent=" " * 26)
+
+
 def main(argv=None) -> int:
     from curation.pipeline_config import DEFAULT_FILE, PipelineConfigError
 
@@ -207,17 +246,37 @@ def main(argv=None) -> int:
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=_cmd_demo_assets)
 
-    p = sub.add_parser("run", help="run a named pipeline end to end: shards, manifest, audit")
-    p.add_argument("pipeline")
-    p.add_argument("--out", required=True)
+    from curation.pipeline_config import descriptions
+
+    try:
+        named = descriptions(_pipelines_file(argv))
+    except PipelineConfigError as exc:
+        named = {}
+        print(f"warning: {exc}", file=sys.stderr)
+    p = sub.add_parser("run", help="run a named pipeline end to end: shards, manifest, audit",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="pipelines:\n" + "\n".join(_wrap(n, d) for n, d in named.items()))
+    p.add_argument("pipeline", help="a pipeline name (listed below)")
+    p.add_argument("--out", required=True,
+                   help="where every output goes: a folder (default kind), or an fsspec URL such as "
+                        "s3://bucket/prefix, gs://bucket/prefix, file:///path (S3 credentials and endpoint "
+                        "from the usual AWS settings, e.g. AWS_ENDPOINT_URL). Running the same command "
+                        "again resumes.")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override one pipeline setting for this run (repeatable), checked like the YAML and "
+                        "recorded in run.json, e.g. --set source.path=s3://bucket/assets/ --set render.samples=64")
     p.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS, else embedded)")
     p.add_argument("--workers", type=int, default=0, help="embedded Ray: CPUs to use (default: all)")
     p.add_argument("--limit", type=int, help="objaverse source: at most N assets")
     p.add_argument("--uids", help="objaverse source: file with the uids to consider, one per line")
     p.set_defaults(func=_cmd_run)
 
+    v = sub.add_parser("verify", help="re-check a finished output: counts, keys, sha256 against the objects")
+    v.add_argument("out", help="the run's --out (folder or URL)")
+    v.set_defaults(func=_cmd_verify)
+
     a = sub.add_parser("audit", help="read a run's audit: summary, why UID, or an HTML report")
-    a.add_argument("dir", help="the run's --out folder")
+    a.add_argument("dir", help="the run's --out (folder or URL)")
     a.add_argument("what", choices=["summary", "why", "report"])
     a.add_argument("uid", nargs="?")
     a.set_defaults(func=_cmd_audit)

@@ -1,25 +1,28 @@
 """The audit log: one row per (uid, animation, stage) with status, deciding rule, reasons and every
 measured value, so a user can answer "why was X dropped" and "how many did each rule drop".
 
-Rows are appended to `audit.jsonl` as results arrive (flushed and fsynced: a killed run loses no
-decision); `audit.parquet` is rebuilt from it, keeping the last row per (uid, animation, stage), so an
-asset redone after a kill is counted once. Stages: metadata (source rules), render (failures and
-skipped animations), filter (accepted / rejected clips, with the label and split), asset (the
-marker that an asset is finished, with its timings).
+Rows go to the journal as results arrive, through the run's `Store` (a folder or an object store):
+`audit/journal-NNNNNN.jsonl` segments, each rewritten whole (one atomic write) whenever rows are added
+until it holds `SEGMENT_ROWS`, then a new one starts; a restarted run starts a new segment. A kill
+therefore loses no recorded decision and never leaves a torn line, and an object store (no appends)
+needs no special case. `audit.parquet` is rebuilt from the journal, keeping the last row per (uid,
+animation, stage), so an asset redone after a kill is counted once. Stages: metadata (source rules),
+download, render (failures and skipped animations), filter (accepted / rejected clips, with the
+label and split), asset (the marker that an asset is finished, with its timings, node and host).
 """
 from __future__ import annotations
 
 import json
-import os
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dataset.shard_writer import atomic_write
+from dataset.storage import Store
 
-JOURNAL, TABLE = "audit.jsonl", "audit.parquet"
+JOURNAL_DIR, TABLE = "audit", "audit.parquet"
+SEGMENT_ROWS = 2000  # bounds what one record() rewrites
 COLUMNS = ["uid", "animation", "animation_index", "stage", "status", "rule", "reasons", "label", "split",
-           "key", "values", "timings", "config_hash"]
+           "key", "values", "timings", "node_id", "host", "config_hash"]
 
 
 def row(uid: str, stage: str, status: str, rule: str | None = None, reasons: list[str] | None = None,
@@ -30,33 +33,30 @@ def row(uid: str, stage: str, status: str, rule: str | None = None, reasons: lis
 
 
 class AuditLog:
-    def __init__(self, out_dir: str, config_hash: str = ""):
-        self.out_dir = out_dir
+    def __init__(self, out: Store | str, config_hash: str = ""):
+        self.store = out if isinstance(out, Store) else Store(out)
         self.config_hash = config_hash
-        os.makedirs(out_dir, exist_ok=True)
+        self._segment: str | None = None
+        self._lines: list[str] = []
 
-    @property
-    def journal(self) -> str:
-        return os.path.join(self.out_dir, JOURNAL)
+    def segments(self) -> list[str]:
+        return [p for p in self.store.list(JOURNAL_DIR) if p.rsplit("/", 1)[-1].startswith("journal-")
+                and p.endswith(".jsonl")]
 
     def record(self, rows: list[dict]) -> None:
-        with open(self.journal, "a") as f:
-            for r in rows:
-                f.write(json.dumps({**r, "config_hash": self.config_hash}) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        if self._segment is None or len(self._lines) >= SEGMENT_ROWS:
+            done = self.segments()
+            n = int(done[-1].rsplit("-", 1)[-1].split(".")[0]) + 1 if done else 0
+            self._segment, self._lines = f"{JOURNAL_DIR}/journal-{n:06d}.jsonl", []
+        self._lines += [json.dumps({**r, "config_hash": self.config_hash}) + "\n" for r in rows]
+        self.store.write(self._segment, "".join(self._lines).encode())
 
     def rows(self) -> list[dict]:
-        """Journal rows, last one per (uid, animation index, stage); a torn last line is skipped."""
+        """Journal rows in the order recorded, the last one per (uid, animation index, stage)."""
         latest: dict[tuple, dict] = {}
-        if not os.path.exists(self.journal):
-            return []
-        with open(self.journal) as f:
-            for line in f:
-                try:
-                    r = json.loads(line)
-                except ValueError:  # a line cut by a kill
-                    continue
+        for seg in self.segments():
+            for line in self.store.read(seg).decode().splitlines():
+                r = json.loads(line)
                 latest[(r["uid"], r.get("animation_index"), r["stage"])] = r
         return list(latest.values())
 
@@ -77,11 +77,10 @@ class AuditLog:
                            pa.int64() if c == "animation_index" else pa.string()) for c in COLUMNS},
             **{f"value.{k}": pa.array([_num((r.get("values") or {}).get(k)) for r in rows], pa.float64())
                for k in scalars}})
-        path = os.path.join(self.out_dir, TABLE)
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
-        atomic_write(path, sink.getvalue().to_pybytes())
-        return path
+        self.store.write(TABLE, sink.getvalue().to_pybytes())
+        return self.store.url(TABLE)
 
 
 def _num(v):

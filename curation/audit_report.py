@@ -3,8 +3,8 @@ rejected clips per rule, and a histogram of each filter value with its threshold
 from __future__ import annotations
 
 import html
+import io
 import json
-import os
 from collections import Counter, defaultdict
 
 import matplotlib
@@ -13,6 +13,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from curation.audit import AuditLog  # noqa: E402
+from dataset.storage import Store  # noqa: E402
 
 # (audit value, its threshold from the run's resolved pipeline, what it is)
 HISTOGRAMS = [
@@ -32,35 +33,33 @@ HISTOGRAMS = [
 ]
 
 
-def write_report(out_dir: str) -> str:
-    rows = AuditLog(out_dir).rows()
-    with open(os.path.join(out_dir, "run.json")) as f:
-        run = json.load(f)
-    report = os.path.join(out_dir, "report")
-    os.makedirs(report, exist_ok=True)
+def write_report(out: Store | str) -> str:
+    """Writes `report/index.html` and its histograms to the run's store; returns the page's URL."""
+    store = out if isinstance(out, Store) else Store(out)
+    rows = AuditLog(store).rows()
+    run = json.loads(store.read("run.json"))
+    thumbs = {p.rsplit("/", 1)[-1][: -len(".png")] for p in store.list("thumbs") if p.endswith(".png")}
     clips = [r for r in rows if r["stage"] == "filter"]
     parts = [f"<h1>Audit: {html.escape(run['pipeline']['name'])}</h1>",
              f"<p>config {run['config_hash']} &middot; {len({r['uid'] for r in rows})} assets &middot; "
              f"{len(clips)} clips</p>", _counts_table(rows)]
     parts.append("<h2>Filter values</h2><div class='hists'>")
     for value, threshold, title in HISTOGRAMS:
-        name = _histogram(clips, value, threshold(run["pipeline"]), title, report)
+        name = _histogram(clips, value, threshold(run["pipeline"]), title, store)
         if name:
             parts.append(f"<img src='{name}' alt='{html.escape(value)}'>")
     parts.append("</div>")
     accepted = [r for r in clips if r["status"] == "accepted"]
-    parts.append(_sheet(f"Accepted clips ({len(accepted)})", accepted, out_dir))
+    parts.append(_sheet(f"Accepted clips ({len(accepted)})", accepted, thumbs))
     by_rule = defaultdict(list)
     for r in clips:
         if r["status"] != "accepted":
             by_rule[r.get("rule") or "?"].append(r)
     for rule, rs in sorted(by_rule.items()):
-        parts.append(_sheet(f"Rejected by {rule} ({len(rs)})", rs, out_dir))
+        parts.append(_sheet(f"Rejected by {rule} ({len(rs)})", rs, thumbs))
     parts.append(_failures(rows))
-    page = os.path.join(report, "index.html")
-    with open(page, "w") as f:
-        f.write(_PAGE.format(body="\n".join(parts)))
-    return page
+    store.write("report/index.html", _PAGE.format(body="\n".join(parts)).encode())
+    return store.url("report/index.html")
 
 
 def _counts_table(rows: list[dict]) -> str:
@@ -70,7 +69,7 @@ def _counts_table(rows: list[dict]) -> str:
     return f"<table><tr><th>stage</th><th>status</th><th>rule</th><th>count</th></tr>{body}</table>"
 
 
-def _histogram(clips: list[dict], value: str, threshold, title: str, report: str) -> str | None:
+def _histogram(clips: list[dict], value: str, threshold, title: str, store: Store) -> str | None:
     acc = [r["values"][value] for r in clips if r["status"] == "accepted" and value in r.get("values", {})]
     rej = [r["values"][value] for r in clips if r["status"] != "accepted" and value in r.get("values", {})]
     if not acc and not rej:
@@ -83,17 +82,18 @@ def _histogram(clips: list[dict], value: str, threshold, title: str, report: str
     ax.legend(fontsize=6)
     fig.tight_layout()
     name = f"hist_{value}.png"
-    fig.savefig(os.path.join(report, name))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     plt.close(fig)
+    store.write(f"report/{name}", buf.getvalue())
     return name
 
 
-def _sheet(title: str, rows: list[dict], out_dir: str) -> str:
+def _sheet(title: str, rows: list[dict], thumbs: set[str]) -> str:
     cells = []
     for r in sorted(rows, key=lambda r: r.get("key") or ""):
         key = r.get("key") or f"{r['uid']}_{r.get('animation_index')}"
-        thumb = os.path.join("..", "thumbs", f"{key}.png")
-        img = (f"<img src='{thumb}'>" if os.path.exists(os.path.join(out_dir, "thumbs", f"{key}.png"))
+        img = (f"<img src='../thumbs/{key}.png'>" if key in thumbs
                else "<div class='missing'>no thumbnail</div>")
         tip = html.escape("; ".join(r.get("reasons") or []) or f"{r.get('label', '')} {r.get('split', '')}")
         cells.append(f"<figure title='{tip}'>{img}<figcaption>{html.escape(key)}<br>"

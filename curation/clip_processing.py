@@ -12,7 +12,7 @@ from PIL import Image
 from curation import audit
 from curation.filters import FilterSettings, run_filters
 from curation.split import split_of
-from dataset.shard_writer import atomic_write
+from dataset.storage import Store
 from dataset.subdivision import subdivision_map
 
 
@@ -31,7 +31,7 @@ def load_clip(clip_dir: str) -> dict:
 THUMB_VIEW = 64  # pixels per view in the report's thumbnails
 
 
-def write_thumbnail(clip: dict, path: str) -> None:
+def write_thumbnail(clip: dict, store: Store, rel: str) -> None:
     """First, middle and last keyframe (rows), views side by side, on white: what the report shows."""
     T = len(clip["frames"])
     rows = []
@@ -44,13 +44,13 @@ def write_thumbnail(clip: dict, path: str) -> None:
     img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BILINEAR)
     buf = io.BytesIO()
     img.save(buf, format="PNG")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    atomic_write(path, buf.getvalue())
+    store.write(rel, buf.getvalue())
 
 
 def process_clip(clip_dir: str, filters: FilterSettings, test_fraction: float, min_points: int,
-                 extra_meta: dict, thumbs_dir: str | None = None) -> tuple[dict, dict | None]:
-    """(the filter-stage audit row, the shard sample or None when rejected).
+                 extra_meta: dict, out: Store | None = None) -> tuple[dict, dict | None]:
+    """(the filter-stage audit row, the shard sample or None when rejected). With `out`, the clip's
+    thumbnail goes to `thumbs/<key>.png` there.
 
     The row's timings split the work into load, thumbnail, filters, subdivision and encoding.
     """
@@ -58,8 +58,8 @@ def process_clip(clip_dir: str, filters: FilterSettings, test_fraction: float, m
     clip = load_clip(clip_dir)
     meta = clip["meta"]
     t1 = time.perf_counter()
-    if thumbs_dir:
-        write_thumbnail(clip, os.path.join(thumbs_dir, f"{meta['key']}.png"))
+    if out is not None:
+        write_thumbnail(clip, out, f"thumbs/{meta['key']}.png")
     t2 = time.perf_counter()
     status, rule, results, label = run_filters(clip, filters)
     timings = {"load": t1 - t0, "thumbnail": t2 - t1, "filters": time.perf_counter() - t2}

@@ -1,18 +1,24 @@
 """The Ray pipeline: assets -> render -> filters -> staged samples -> shards, every decision audited.
 
-Embedded `ray.init()` on one machine, or `--ray-address` / RAY_ADDRESS for a cluster, where render
-tasks take a GPU each if the cluster has GPUs. Work in flight is bounded (driver memory does not
-grow with the queue); a lost worker is retried, then recorded; a failing asset is a recorded
-decision. Resumable: finished assets are read back from the audit journal and skipped, and the shard
-packer reconciles what a killed run left half written, so every accepted clip lands in the shards
-exactly once.
+Embedded `ray.init()` on one machine, or `--ray-address` / RAY_ADDRESS for a cluster. Every output
+goes through one `Store` (`--out`: a folder or an fsspec URL such as `s3://bucket/prefix`): render
+tasks read their asset from a path or URL, render into node-local scratch, and write staged samples
+and thumbnails to the store; pack tasks assemble shards from the store into the store; the driver
+only records decisions, chooses which keys go into which shard and commits the manifest. Render
+tasks ask Ray for exactly the pipeline's `ray:` resources, and the number in flight follows the live
+cluster (an autoscaler sees the demand). A lost worker is retried, then recorded; a failing asset is
+a recorded decision. Resumable: finished assets are read back from the audit journal and skipped, and
+what a killed run left half written is reconciled, so every accepted clip lands in exactly one shard;
+at the end the accepted keys of the audit are checked against the manifest.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -23,20 +29,32 @@ from curation import audit
 from curation.audit_report import write_report
 from curation.clip_processing import process_clip
 from curation.pipeline_config import Pipeline
-from dataset.shard_writer import ShardPacker, atomic_write, stage_sample
+from dataset.shard_writer import MANIFEST, STAGING, ShardPlanner, read_tar_samples, stage_sample, write_shard
+from dataset.storage import TMP_MARK, Store, fetch_to, is_url
 from render.launcher import render_asset, uid_from_path
+
+PACKS_IN_FLIGHT = 4      # shard-writing tasks at once (each streams one shard; I/O bound)
+RESOURCES_EVERY_S = 5.0  # how often the in-flight bound re-reads the live cluster
 
 
 @dataclass
 class AssetTask:
     uid: str
     source: str
-    path: str | None = None         # local file; None: fetched inside the worker (objaverse)
+    path: str | None = None         # local file or URL; None: fetched inside the worker (objaverse)
     license: str | None = None
     info: dict = field(default_factory=dict)
 
 
-def process_asset(task: AssetTask, pipe: Pipeline, out_dir: str, threads: int, gpu: bool) -> list[dict]:
+def _node() -> dict:
+    """Where this task runs (recorded in its audit rows)."""
+    import ray
+
+    node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    return {"node_id": node_id, "host": socket.gethostname()}
+
+
+def process_asset(task: AssetTask, pipe: Pipeline, out: Store) -> list[dict]:
     """Runs in a worker: everything about one asset, returned as audit rows (never raises for the asset)."""
     started = time.perf_counter()
     rows, timings = [], {}
@@ -44,23 +62,27 @@ def process_asset(task: AssetTask, pipe: Pipeline, out_dir: str, threads: int, g
              "config_hash": pipe.config_hash(),
              # CC BY needs the author credited: carried into every clip of the asset
              **{k: task.info[k] for k in ("name", "author", "viewerUrl") if task.info.get(k)}}
-    path = task.path
-    if path is None:
-        try:
-            from curation.objaverse_source import fetch
-            path = fetch(task.uid)
-        except Exception as exc:  # network, missing object: the asset's decision, not the run's end
-            rows.append(audit.row(task.uid, "download", "error", rule="download_failed", reasons=[str(exc)]))
-        timings["download"] = time.perf_counter() - started
+    work = tempfile.mkdtemp(prefix=f"dam-{task.uid}-")  # node-local scratch
     clips = accepted = 0
-    if path is not None:
-        job = pipe.job_settings()
-        job.render.threads = threads
-        job.render.device = "GPU" if gpu else "CPU"
-        work = tempfile.mkdtemp(prefix=f"dam-{task.uid}-")
+    try:
+        path = task.path
         try:
+            if path is None:
+                from curation.objaverse_source import fetch
+                path = fetch(task.uid)
+            elif is_url(path):
+                os.makedirs(os.path.join(work, "input"))
+                path = fetch_to(path, os.path.join(work, "input"))
+        except Exception as exc:  # network, missing object: the asset's decision, not the run's end
+            rows.append(audit.row(task.uid, "download", "error", rule="download_failed",
+                                  reasons=[f"{type(exc).__name__}: {exc}"]))
+            path = None
+        timings["download"] = time.perf_counter() - started
+        if path is not None:
+            job = pipe.job_settings()
+            job.render.threads = pipe.ray.cpus_per_task
             t = time.perf_counter()
-            res = render_asset(path, work, job, uid=task.uid, extra_meta=extra)
+            res = render_asset(path, os.path.join(work, "clips"), job, uid=task.uid, extra_meta=extra)
             timings["render"] = time.perf_counter() - t
             timings.update({f"render.{k}": v for k, v in res.timings.items()})
             if res.failure:
@@ -74,59 +96,45 @@ def process_asset(task: AssetTask, pipe: Pipeline, out_dir: str, threads: int, g
                 clips += 1
                 try:
                     row, sample = process_clip(c["dir"], pipe.filters, pipe.split.test_fraction,
-                                               pipe.dense.min_points, extra, os.path.join(out_dir, "thumbs"))
+                                               pipe.dense.min_points, extra, out)
                 except Exception as exc:  # a clip the filters cannot read: recorded, others go on
                     row, sample = audit.row(task.uid, "filter", "error", rule="processing_error",
                                             reasons=[f"{type(exc).__name__}: {exc}"], animation=c["animation"],
                                             animation_index=c["animation_index"], key=c["key"]), None
                 if sample is not None:
                     t_stage = time.perf_counter()
-                    stage_sample(out_dir, row["label"], row["split"], sample)
+                    stage_sample(out, row["label"], row["split"], sample)
                     row["timings"]["staging"] = time.perf_counter() - t_stage
                     accepted += 1
                 for k, v in (row.get("timings") or {}).items():
                     timings[f"process.{k}"] = timings.get(f"process.{k}", 0.0) + v
                 rows.append(row)
             timings["process"] = time.perf_counter() - t
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     timings["total"] = time.perf_counter() - started
     failed = any(r["status"] == "error" and r["stage"] in ("download", "render") for r in rows)
     rows.append(audit.row(task.uid, "asset", "error" if failed else "done",
                           values={"clips": clips, "accepted": accepted}, timings=timings))
-    return rows
+    node = _node()
+    return [{**r, **node} for r in rows]
 
 
-def _write_run_config(pipe: Pipeline, out_dir: str) -> None:
-    """The resolved settings beside the outputs (the report draws thresholds from them)."""
-    os.makedirs(out_dir, exist_ok=True)
-    atomic_write(os.path.join(out_dir, "run.json"), json.dumps(
-        {"pipeline": dataclasses.asdict(pipe), "config_hash": pipe.config_hash()}, indent=1).encode())
-
-
-def _remove_stray_temporaries(out_dir: str) -> int:
-    """Temporaries a killed run left beside run.json, the manifest, the audit table and thumbnails
-    (shards and staging are the packer's to reconcile)."""
+def _remove_stray_temporaries(out: Store) -> int:
+    """Temporaries a killed run left under a local output (an object store never has any: every
+    object is one PUT). Shards and staging are the planner's to reconcile."""
+    if not out.local:
+        return 0
     n = 0
-    for d in (out_dir, os.path.join(out_dir, "thumbs")):
-        if os.path.isdir(d):
-            for name in os.listdir(d):
-                if ".tmp-" in name and os.path.isfile(os.path.join(d, name)):
-                    os.remove(os.path.join(d, name))
-                    n += 1
+    for root, _, files in os.walk(out.root):
+        for name in files:
+            if TMP_MARK in name:
+                os.remove(os.path.join(root, name))
+                n += 1
     return n
 
 
-def _record_driver_timings(out_dir: str, timings: dict) -> None:
-    """The driver's own time (packing shards, writing the audit table and report) in run.json."""
-    path = os.path.join(out_dir, "run.json")
-    with open(path) as f:
-        run_json = json.load(f)
-    run_json["driver_timings"] = timings
-    atomic_write(path, json.dumps(run_json, indent=1).encode())
-
-
-def tasks_for(pipe: Pipeline, out_dir: str) -> tuple[list[AssetTask], list[dict]]:
+def tasks_for(pipe: Pipeline, out: Store) -> tuple[list[AssetTask], list[dict]]:
     """The assets to process and the metadata-stage rows of those the source rules dropped."""
     if pipe.source.kind == "objaverse":
         from curation.objaverse_source import select
@@ -135,52 +143,98 @@ def tasks_for(pipe: Pipeline, out_dir: str) -> tuple[list[AssetTask], list[dict]
                            info=sel.info.get(uid, {})) for uid in sel.uids]
         return tasks, sel.rejected
     from curation.sources import assets_for
-    return [AssetTask(uid_from_path(p), pipe.source.kind, path=p) for p in assets_for(pipe, out_dir)], []
+    return [AssetTask(uid_from_path(p), pipe.source.kind, path=p) for p in assets_for(pipe, out)], []
 
 
-def run(pipe: Pipeline, out_dir: str, ray_address: str | None = None, workers: int = 0) -> dict:
+def task_demand(pipe: Pipeline) -> dict[str, float]:
+    """What one render task asks Ray for, in Ray's resource names."""
+    demand = {"CPU": float(pipe.ray.cpus_per_task), "GPU": float(pipe.ray.gpus_per_task),
+              "memory": float(pipe.ray.memory_bytes()), **pipe.ray.resources_per_task}
+    return {k: v for k, v in demand.items() if v > 0}
+
+
+def task_slots(resources: dict, demand: dict[str, float]) -> int:
+    """Render tasks the cluster, as it is now, can run at once."""
+    return min((int(resources.get(k, 0) // v) for k, v in demand.items()), default=0)
+
+
+def _connect(address: str | None, workers: int) -> None:
     import ray
 
-    out_dir = os.path.abspath(out_dir)
-    log = audit.AuditLog(out_dir, pipe.config_hash())
-    packer = ShardPacker(out_dir, pipe.shards.max_samples)
-    packer.reconcile()
-    _remove_stray_temporaries(out_dir)
-    _write_run_config(pipe, out_dir)
-    tasks, meta_rows = tasks_for(pipe, out_dir)
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:  # one machine: loopback only, no dashboard
+        ray.init(num_cpus=workers or None, include_dashboard=False, log_to_driver=False,
+                 _node_ip_address="127.0.0.1")
+
+
+def run(pipe: Pipeline, out_url: str, ray_address: str | None = None, workers: int = 0,
+        overrides: list[str] | None = None) -> dict:
+    import ray
+
+    out = Store(out_url)
+    log = audit.AuditLog(out, pipe.config_hash())
+    previous = log.rows()
+    finished = {r["uid"] for r in previous if r["stage"] == "asset"}
+    planner = ShardPlanner(out, pipe.shards.max_samples)
+    planner.reconcile(_accepted_keys(previous, finished))
+    _remove_stray_temporaries(out)
+    out.write("run.json", json.dumps({"pipeline": dataclasses.asdict(pipe), "config_hash": pipe.config_hash(),
+                                      "overrides": list(overrides or [])}, indent=1).encode())
+    tasks, meta_rows = tasks_for(pipe, out)
     if meta_rows:
         log.record(meta_rows)
-    finished = log.finished_uids()
     todo = [t for t in tasks if t.uid not in finished]
 
-    address = ray_address or os.environ.get("RAY_ADDRESS")
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=workers or None, include_dashboard=False, log_to_driver=False)
-    resources = ray.cluster_resources()
-    gpu = resources.get("GPU", 0) > 0
-    cpus = pipe.ray.cpus_per_task
-    slots = max(1, int(resources.get("GPU", 0)) if gpu else int(resources.get("CPU", 1)) // cpus)
-    max_in_flight = pipe.ray.max_in_flight or 2 * slots
-    remote = ray.remote(process_asset).options(num_cpus=cpus, num_gpus=1 if gpu else 0,
-                                               max_retries=pipe.ray.retries)
-    pipe_ref = ray.put(pipe)
+    _connect(ray_address or os.environ.get("RAY_ADDRESS"), workers)
+    demand = task_demand(pipe)
+    remote = ray.remote(process_asset).options(
+        num_cpus=pipe.ray.cpus_per_task, num_gpus=pipe.ray.gpus_per_task, memory=pipe.ray.memory_bytes() or None,
+        resources=pipe.ray.resources_per_task or None, max_retries=pipe.ray.retries)
+    # packing is I/O: no CPU reserved, so it never waits behind renders; the driver bounds how many run
+    packer = ray.remote(write_shard).options(num_cpus=0, max_retries=pipe.ray.retries, retry_exceptions=True)
+    pipe_ref, out_ref = ray.put(pipe), ray.put(out)
+    _warn_if_unschedulable(demand, ray_address or os.environ.get("RAY_ADDRESS"))
 
     started = time.perf_counter()
-    driver_timings = {"pack": 0.0}
+    driver_timings = {"pack_commit": 0.0}
     counts = {"accepted": 0, "rejected": 0, "failed": 0}
     bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc=f"{pipe.name}", unit="asset")
-    pending: dict = {}
-    queue = list(todo)
-    while queue or pending:
-        while queue and len(pending) < max_in_flight:
-            t = queue.pop(0)
-            pending[remote.remote(t, pipe_ref, out_dir, cpus, gpu)] = t
-        ready, _ = ray.wait(list(pending), num_returns=1)
+    renders: dict = {}
+    packs: dict = {}
+    queue = list(reversed(todo))
+    bound, checked = 0, -RESOURCES_EVERY_S
+
+    def submit_packs(final: bool = False) -> None:
+        for job in planner.next_shards(final):
+            packs[packer.remote(out_ref, *job)] = job
+
+    while True:
+        if len(packs) < PACKS_IN_FLIGHT:
+            submit_packs(final=not queue and not renders)
+        if not (queue or renders or packs):
+            break
+        if time.perf_counter() - checked >= RESOURCES_EVERY_S:  # the live cluster, not its size at start
+            slots = task_slots(ray.cluster_resources(), demand)
+            bound = pipe.ray.max_in_flight or max(2 * slots, 2)
+            checked = time.perf_counter()
+        while queue and len(renders) < bound:
+            t = queue.pop()
+            renders[remote.remote(t, pipe_ref, out_ref)] = t
+        ready, _ = ray.wait(list(renders) + list(packs), num_returns=1, timeout=RESOURCES_EVERY_S)
         for ref in ready:
-            task = pending.pop(ref)
+            if ref in packs:
+                job = packs.pop(ref)
+                t = time.perf_counter()
+                try:
+                    planner.commit(ray.get(ref))
+                except ray.exceptions.RayError as exc:  # storage failing past the retries: stop, resumable
+                    raise RuntimeError(f"writing shard {job[0]} to {out.root} failed: {exc}") from exc
+                driver_timings["pack_commit"] += time.perf_counter() - t
+                continue
+            task = renders.pop(ref)
             try:
                 rows = ray.get(ref)
             except Exception as exc:  # the worker was lost past its retries
@@ -190,24 +244,81 @@ def run(pipe: Pipeline, out_dir: str, ray_address: str | None = None, workers: i
             for r in rows:
                 if r["stage"] == "filter":
                     counts["accepted" if r["status"] == "accepted" else "rejected"] += 1
+                    if r["status"] == "accepted":
+                        planner.add(r["label"], r["split"], r["key"])
                 elif r["stage"] == "render" and r["status"] == "rejected":
                     counts["rejected"] += 1
                 elif r["status"] == "error" and r["stage"] != "asset":
                     counts["failed"] += 1
-            t = time.perf_counter()
-            packer.pack()
-            driver_timings["pack"] += time.perf_counter() - t
             bar.update(1)
             bar.set_postfix(counts)
     bar.close()
     t = time.perf_counter()
-    packer.pack(final=True)
-    driver_timings["pack"] += time.perf_counter() - t
-    t = time.perf_counter()
     table = log.write_parquet()
-    report = write_report(out_dir)
+    report = write_report(out)
     driver_timings["audit_and_report"] = time.perf_counter() - t
     driver_timings["wall"] = time.perf_counter() - started
-    _record_driver_timings(out_dir, driver_timings)
-    return {"counts": counts, "manifest": packer.path, "audit": table, "out_dir": out_dir,
-            "report": report, "shards": [s["path"] for s in packer.manifest["shards"]]}
+    run_json = json.loads(out.read("run.json"))
+    out.write("run.json", json.dumps({**run_json, "driver_timings": driver_timings}, indent=1).encode())
+    check = check_outputs(out)
+    return {"counts": counts, "manifest": planner.url, "audit": table, "out": out.root, "report": report,
+            "shards": [out.url(s["path"]) for s in planner.manifest["shards"]], "check": check}
+
+
+def _accepted_keys(rows: list[dict], finished: set[str]) -> set[str]:
+    return {r["key"] for r in rows if r["stage"] == "filter" and r["status"] == "accepted" and r["uid"] in finished}
+
+
+def _warn_if_unschedulable(demand: dict[str, float], address: str | None) -> None:
+    """An embedded Ray that can never run a task is an error now, not a run that waits forever; a
+    cluster may still grow (autoscaler), so there it is a warning."""
+    import ray
+
+    if task_slots(ray.cluster_resources(), demand):
+        return
+    need = ", ".join(f"{k} {v:g}" for k, v in demand.items())
+    have = ", ".join(f"{k} {v:g}" for k, v in sorted(ray.cluster_resources().items())
+                     if k in demand)
+    msg = f"no node can run a render task now (one task needs {need}; the cluster has {have or 'none of it'})"
+    if not address:
+        raise ValueError(msg + ": set the pipeline's ray.* settings for this machine, e.g. "
+                               "--set ray.gpus_per_task=0 --set render.device=CPU")
+    print(f"warning: {msg}; tasks wait for nodes that can (an autoscaler adds them)", flush=True)
+
+
+def check_outputs(out: Store, verify_bytes: bool = False) -> dict:
+    """What a finished output must hold: the audit's accepted keys equal the manifest's keys, each
+    key in one shard, every listed shard present with its size (and, with `verify_bytes`, its sha256
+    and the keys inside it), nothing left in staging. Returns {"ok": bool, "problems": [...], ...}."""
+    problems = []
+    rows = audit.AuditLog(out).rows()
+    finished = {r["uid"] for r in rows if r["stage"] == "asset"}
+    accepted = _accepted_keys(rows, finished)
+    manifest = json.loads(out.read(MANIFEST)) if out.exists(MANIFEST) else {"shards": []}
+    listed: dict[str, str] = {}
+    for s in manifest["shards"]:
+        for k in s["keys"]:
+            if k in listed:
+                problems.append(f"key {k} is in two shards: {listed[k]} and {s['path']}")
+            listed[k] = s["path"]
+        if not out.exists(s["path"]):
+            problems.append(f"shard {s['path']} is listed in the manifest but missing")
+            continue
+        if verify_bytes:
+            data = out.read(s["path"])
+            if len(data) != s["bytes"] or hashlib.sha256(data).hexdigest() != s["sha256"]:
+                problems.append(f"shard {s['path']}: size or sha256 differs from the manifest")
+            elif [x["__key__"] for x in read_tar_samples(data)] != s["keys"]:
+                problems.append(f"shard {s['path']}: keys inside differ from the manifest")
+        elif out.size(s["path"]) != s["bytes"]:
+            problems.append(f"shard {s['path']}: size differs from the manifest")
+    lost, extra = sorted(accepted - set(listed)), sorted(set(listed) - accepted)
+    if lost:
+        problems.append(f"{len(lost)} accepted clips are in no shard: {', '.join(lost[:10])}")
+    if extra:
+        problems.append(f"{len(extra)} clips in the shards are not accepted in the audit: {', '.join(extra[:10])}")
+    staged = out.list(STAGING)
+    if staged:
+        problems.append(f"{len(staged)} samples left in {STAGING}/: {', '.join(staged[:5])}")
+    return {"ok": not problems, "problems": problems, "accepted": len(accepted), "shards": len(manifest["shards"]),
+            "samples": len(listed)}

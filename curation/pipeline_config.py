@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 
@@ -51,9 +52,28 @@ class ShardSettings:
 
 @dataclass
 class RaySettings:
+    """What one render task asks Ray for: the scheduler (and an autoscaler) sees exactly this."""
     cpus_per_task: int = 1      # CPUs one render task reserves (its Blender render threads)
-    max_in_flight: int = 0      # tasks submitted at once; 0 = twice the task slots
+    gpus_per_task: float = 0.0  # > 0: Cycles renders on the task's GPU (render.device must be GPU)
+    memory_per_task: str = ""   # memory one task reserves, e.g. "8GiB" ("" = none reserved)
+    resources_per_task: dict[str, float] = field(default_factory=dict)  # custom node resources
+    max_in_flight: int = 0      # tasks submitted at once; 0 = twice the task slots of the live cluster
     retries: int = 2            # re-runs of a task whose worker died
+
+    def memory_bytes(self) -> int:
+        return parse_bytes(self.memory_per_task) if self.memory_per_task else 0
+
+
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_bytes(text: str) -> int:
+    """'8GiB', '500MB', '1073741824' -> bytes."""
+    m = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]*)\s*", text)
+    if not m or m.group(2).lower() not in _UNITS:
+        raise ValueError(f"not a size: {text!r} (examples: 8GiB, 500MB, 1073741824)")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
 @dataclass
@@ -83,7 +103,15 @@ def available(path: str = DEFAULT_FILE) -> list[str]:
     return sorted(_read(path))
 
 
-def load_pipeline(name: str, path: str = DEFAULT_FILE) -> Pipeline:
+def descriptions(path: str = DEFAULT_FILE) -> dict[str, str]:
+    """Pipeline name -> its description, for the command line's help."""
+    return {name: " ".join(str((body or {}).get("description", "")).split()) if isinstance(body, dict) else ""
+            for name, body in sorted(_read(path).items())}
+
+
+def load_pipeline(name: str, path: str = DEFAULT_FILE, overrides: list[str] | None = None) -> Pipeline:
+    """The named pipeline, with `overrides` ("dotted.key=value", the value read as YAML) applied
+    before validation, so an override is checked exactly as the file is."""
     doc = _read(path)
     if name not in doc:
         raise PipelineConfigError(f"{path}: no pipeline named {name!r} (have: {', '.join(sorted(doc))})")
@@ -91,6 +119,9 @@ def load_pipeline(name: str, path: str = DEFAULT_FILE) -> Pipeline:
     body = doc[name]
     if not isinstance(body, dict):
         raise PipelineConfigError(f"{where}: expected a mapping, got {type(body).__name__}")
+    body = json.loads(json.dumps(body))  # a copy the overrides may change
+    for item in overrides or []:
+        _apply_override(body, item, where)
     pipe = _build(Pipeline, {**body, "name": name}, where, "")
     if pipe.source.kind not in SOURCE_KINDS:
         raise PipelineConfigError(f"{where}: key 'source.kind': must be one of {SOURCE_KINDS}, "
@@ -98,9 +129,33 @@ def load_pipeline(name: str, path: str = DEFAULT_FILE) -> Pipeline:
     try:
         pipe.render.validate()
         pipe.keyframes.validate()
+        pipe.ray.memory_bytes()
     except ValueError as exc:
         raise PipelineConfigError(f"{where}: {exc}") from None
+    if (pipe.render.device == "GPU") != (pipe.ray.gpus_per_task > 0):
+        raise PipelineConfigError(
+            f"{where}: render.device is {pipe.render.device} but ray.gpus_per_task is {pipe.ray.gpus_per_task:g}: "
+            "a task renders on a GPU only when it holds one (set both, e.g. render.device=GPU with "
+            "ray.gpus_per_task=1, or render.device=CPU with ray.gpus_per_task=0)")
     return pipe
+
+
+def _apply_override(body: dict, item: str, where: str) -> None:
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise PipelineConfigError(f"{where}: override {item!r}: expected KEY=VALUE (e.g. render.samples=64)")
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError as exc:
+        raise PipelineConfigError(f"{where}: override {item!r}: value is not valid YAML: {exc}") from None
+    parts = key.strip().split(".")
+    node = body
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise PipelineConfigError(f"{where}: override {item!r}: {'.'.join(parts[:i + 1])!r} is not a mapping")
+        node = child
+    node[parts[-1]] = value
 
 
 def _read(path: str) -> dict:
@@ -134,6 +189,11 @@ def _coerce(tp, value, where: str, key: str):
             raise PipelineConfigError(f"{where}: key {key!r}: expected a mapping, got {_show(value)}")
         return _build(tp, value, where, key + ".")
     origin = typing.get_origin(tp)
+    if origin is dict:
+        _, item = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise PipelineConfigError(f"{where}: key {key!r}: expected a mapping of {item.__name__}, got {_show(value)}")
+        return {str(k): _coerce(item, v, where, f"{key}.{k}") for k, v in value.items()}
     if origin is list:
         (item,) = typing.get_args(tp)
         if not isinstance(value, list):

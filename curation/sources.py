@@ -1,12 +1,19 @@
-"""Where assets come from: the built-in demo assets, or a local folder / list file."""
+"""Where assets come from: the built-in demo assets, or a local folder / list file / URL prefix.
+
+What a render task receives is a path or URL it can read on its own node: with the output in an
+object store, the demo assets are uploaded there (`assets/`) and tasks read them from it; a `local`
+source may itself be a URL prefix (`s3://bucket/assets/`).
+"""
 from __future__ import annotations
 
 import json
 import os
 import subprocess
 import sys
+import tempfile
 
 from curation.pipeline_config import Pipeline
+from dataset.storage import Store, is_url
 
 ASSET_EXTENSIONS = (".glb", ".gltf")
 
@@ -23,7 +30,14 @@ def write_demo_assets(out_dir: str, seed: int = 0) -> list[dict]:
 
 
 def local_assets(path: str) -> list[str]:
-    """Asset files in a folder (sorted), or the paths listed one per line in a text file."""
+    """Asset files in a folder or under a URL prefix (top level, sorted), or the paths listed one per
+    line in a text file."""
+    if is_url(path):
+        prefix = Store(path)
+        names = [p for p in prefix.list() if "/" not in p and p.lower().endswith(ASSET_EXTENSIONS)]
+        if not names and not prefix.exists(""):
+            raise FileNotFoundError(f"source path {path!r}: nothing there")
+        return [prefix.url(n) for n in names]
     if os.path.isdir(path):
         return sorted(os.path.join(path, n) for n in os.listdir(path) if n.lower().endswith(ASSET_EXTENSIONS))
     if os.path.isfile(path):
@@ -34,7 +48,19 @@ def local_assets(path: str) -> list[str]:
     raise FileNotFoundError(f"source path {path!r} is neither a folder nor a list file")
 
 
-def assets_for(pipe: Pipeline, work_dir: str) -> list[str]:
-    if pipe.source.kind == "demo":
-        return [e["path"] for e in write_demo_assets(os.path.join(work_dir, "assets"), pipe.seed)]
-    return local_assets(pipe.source.path)
+def assets_for(pipe: Pipeline, out: Store) -> list[str]:
+    if pipe.source.kind != "demo":
+        return local_assets(pipe.source.path)
+    if out.local:
+        return [e["path"] for e in write_demo_assets(out.url("assets"), pipe.seed)]
+    # generated on the driver, then put where every node reads them; the listing goes last, so a
+    # resumed run finds either all of them or generates them again
+    listing = "assets/demo_assets.json"
+    if not out.exists(listing):
+        with tempfile.TemporaryDirectory(prefix="dam-demo-assets-") as tmp:
+            for e in write_demo_assets(tmp, pipe.seed):
+                with open(e["path"], "rb") as f:
+                    out.write(f"assets/{e['file']}", f.read())
+            with open(os.path.join(tmp, "demo_assets.json"), "rb") as f:
+                out.write(listing, f.read())
+    return [out.url(f"assets/{e['file']}") for e in json.loads(out.read(listing))]

@@ -1,34 +1,29 @@
-"""Pack clip samples into WebDataset shards, exactly once, atomically, with a manifest.
+"""Pack clip samples into WebDataset shards, exactly once, atomically, with a manifest, through a
+`Store` (a local folder or an object store), so shards are assembled where the data is.
 
-Workers stage each accepted clip as a one-sample tar under `staging/<label>/<split>/<key>.tar`
-(written under a temporary name, then renamed). The packer moves staged samples into
-`shards/<label>/<split>-NNNNNN.tar` in key order, `max_samples` per shard: each shard is written
-under a temporary name and renamed, then `manifest.json` (shards, sample counts, keys, sha256) is
-replaced atomically, then the staged files are deleted. The manifest is the truth: after a kill at any
-point, `reconcile()` deletes shard files the manifest does not list and staged samples it already
-holds, so packing again writes every sample exactly once.
+Workers stage each accepted clip as a one-sample tar at `staging/<label>/<split>/<key>.tar`. The
+driver's `ShardPlanner` only decides which staged keys go into which shard
+(`shards/<label>/<split>-NNNNNN.tar`, `max_samples` each, keys sorted within a shard); `write_shard`
+(a Ray task, on any node) streams those staged samples from the store into the shard and puts it at
+its final name in one atomic write; the planner then commits the shard to `manifest.json` (keys,
+counts, bytes, sha256) and only after that deletes the staged samples. The manifest is the truth:
+on start, `reconcile` deletes shards it does not list, staged samples it already holds, and staged
+samples of assets the audit does not record as finished (they are rendered again), so every accepted
+clip ends in exactly one shard whatever point a run was killed at.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import json
-import os
 import tarfile
 
 import webdataset as wds
 
+from dataset.storage import TMP_MARK, Store
+
 MANIFEST = "manifest.json"
-
-
-def atomic_write(path: str, data: bytes) -> None:
-    """Write `data` to `path` under a temporary name, fsync, rename: readers see all of it or none."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+STAGING, SHARDS = "staging", "shards"
 
 
 def encode_tar(samples: list[dict]) -> bytes:
@@ -50,94 +45,116 @@ def read_tar_samples(data: bytes) -> list[dict]:
     return list(out.values())
 
 
-def stage_sample(out_dir: str, label: str, split: str, sample: dict) -> str:
-    """Write one accepted clip where the packer will find it (atomic: temporary name, rename)."""
-    d = os.path.join(out_dir, "staging", label, split)
-    os.makedirs(d, exist_ok=True)
-    path = os.path.join(d, f"{sample['__key__']}.tar")
-    atomic_write(path, encode_tar([sample]))
-    return path
+def staged_path(label: str, split: str, key: str) -> str:
+    return f"{STAGING}/{label}/{split}/{key}.tar"
 
 
-class ShardPacker:
-    def __init__(self, out_dir: str, max_samples: int = 64):
-        self.out_dir = out_dir
+def stage_sample(store: Store, label: str, split: str, sample: dict) -> str:
+    """Write one accepted clip where the packer will find it (one atomic write)."""
+    rel = staged_path(label, split, sample["__key__"])
+    store.write(rel, encode_tar([sample]))
+    return rel
+
+
+class _Hashing:
+    """A write-only stream that counts and hashes what passes through it."""
+
+    def __init__(self, f):
+        self.f, self.sha, self.bytes = f, hashlib.sha256(), 0
+
+    def write(self, data) -> int:
+        self.sha.update(data)
+        self.bytes += len(data)
+        return self.f.write(data)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+def write_shard(store: Store, rel: str, label: str, split: str, keys: list[str]) -> dict:
+    """Stream the staged samples of `keys` (in that order) into the shard `rel`: one sample in memory
+    at a time, the shard on node-local disk until it is put at its final name. Returns its manifest
+    entry. Runs wherever Ray places it; reads and writes only through `store`."""
+    with store.writer(rel) as f:
+        out = _Hashing(f)
+        with wds.TarWriter(out, mtime=0) as sink:
+            for key in keys:
+                for sample in read_tar_samples(store.read(staged_path(label, split, key))):
+                    sink.write(sample)
+    return {"path": rel, "label": label, "split": split, "samples": len(keys), "keys": list(keys),
+            "bytes": out.bytes, "sha256": out.sha.hexdigest()}
+
+
+class ShardPlanner:
+    """The driver's side of packing: the manifest, the staged keys not yet packed, and which keys
+    go into which shard. It reads and writes no sample bytes."""
+
+    def __init__(self, store: Store, max_samples: int = 64):
+        self.store = store
         self.max_samples = max_samples
-        self.manifest = self._load()
+        self.manifest = json.loads(store.read(MANIFEST)) if store.exists(MANIFEST) else {"version": 1, "shards": []}
+        self.packed = {k for s in self.manifest["shards"] for k in s["keys"]}
+        self.pending: dict[tuple[str, str], set[str]] = {}
+        self._taken = {s["path"] for s in self.manifest["shards"]}  # listed or being written
 
     @property
-    def path(self) -> str:
-        return os.path.join(self.out_dir, MANIFEST)
+    def url(self) -> str:
+        return self.store.url(MANIFEST)
 
-    def _load(self) -> dict:
-        if os.path.exists(self.path):
-            with open(self.path) as f:
-                return json.load(f)
-        return {"version": 1, "shards": []}
-
-    def packed_keys(self) -> set[str]:
-        return {k for s in self.manifest["shards"] for k in s["keys"]}
-
-    def reconcile(self) -> dict:
-        """Undo what a killed run left half done; returns what was removed."""
+    def reconcile(self, finished_accepted: set[str]) -> dict:
+        """Undo what a killed run left half done. `finished_accepted`: the keys the audit records as
+        accepted clips of finished assets; staged samples of any other key are deleted (their asset
+        is processed again), the rest become pending. Returns counts of what was removed."""
         listed = {s["path"] for s in self.manifest["shards"]}
-        packed = self.packed_keys()
-        removed = {"unlisted_shards": 0, "packed_staged": 0, "temporary": 0}
-        walk = [w for top in ("shards", "staging") for w in os.walk(os.path.join(self.out_dir, top))]
-        for root, _, files in walk:
-            for name in files:
-                full = os.path.join(root, name)
-                rel = os.path.relpath(full, self.out_dir)
-                if ".tmp-" in name:
-                    os.remove(full)
-                    removed["temporary"] += 1
-                elif rel.startswith("shards" + os.sep) and rel not in listed:
-                    os.remove(full)
-                    removed["unlisted_shards"] += 1
-                elif rel.startswith("staging" + os.sep) and name[:-4] in packed:
-                    os.remove(full)
-                    removed["packed_staged"] += 1
-        return removed
+        shards = self.store.list(SHARDS)
+        unlisted = [p for p in shards if p not in listed]
+        staged = self.store.list(STAGING)
+        drop, keep = [], []
+        for p in staged:
+            key = p.rsplit("/", 1)[-1][: -len(".tar")]
+            if TMP_MARK in p or not p.endswith(".tar") or key in self.packed or key not in finished_accepted:
+                drop.append(p)
+            else:
+                keep.append(p)
+        self.store.delete(unlisted + drop)
+        for p in keep:
+            _, label, split, name = p.split("/")
+            self.add(label, split, name[: -len(".tar")])
+        return {"unlisted_shards": len(unlisted), "dropped_staged": len(drop), "pending": len(keep)}
 
-    def staged(self) -> dict[tuple[str, str], list[str]]:
-        """Staged, not yet packed sample files per (label, split), in key order."""
-        out: dict[tuple[str, str], list[str]] = {}
-        root = os.path.join(self.out_dir, "staging")
-        packed = self.packed_keys()
-        if not os.path.isdir(root):
-            return out
-        for label in sorted(os.listdir(root)):
-            for split in sorted(os.listdir(os.path.join(root, label))):
-                d = os.path.join(root, label, split)
-                names = sorted(n for n in os.listdir(d) if n.endswith(".tar") and n[:-4] not in packed)
-                if names:
-                    out[(label, split)] = [os.path.join(d, n) for n in names]
+    def add(self, label: str, split: str, key: str) -> None:
+        if key not in self.packed:
+            self.pending.setdefault((label, split), set()).add(key)
+
+    def next_shards(self, final: bool = False) -> list[tuple[str, str, str, list[str]]]:
+        """(shard path, label, split, keys) for every full shard the pending keys make (and, when
+        final, the last partial one per label and split); those keys stop being pending."""
+        out = []
+        for (label, split), keys in sorted(self.pending.items()):
+            while len(keys) >= self.max_samples or (final and keys):
+                batch = sorted(keys)[: self.max_samples]
+                keys.difference_update(batch)
+                out.append((self._name(label, split), label, split, batch))
         return out
 
-    def pack(self, final: bool = False) -> list[dict]:
-        """Write every full shard (and, when final, the last partial one per split); returns them."""
-        written = []
-        for (label, split), files in self.staged().items():
-            while len(files) >= self.max_samples or (final and files):
-                batch, files = files[: self.max_samples], files[self.max_samples:]
-                written.append(self._write_shard(label, split, batch))
-        return written
+    def _name(self, label: str, split: str) -> str:
+        """The lowest free shard number: a shard a killed run never committed is written again under
+        its own number, so shard names stay contiguous (brace patterns keep working)."""
+        i = 0
+        while f"{SHARDS}/{label}/{split}-{i:06d}.tar" in self._taken:
+            i += 1
+        rel = f"{SHARDS}/{label}/{split}-{i:06d}.tar"
+        self._taken.add(rel)
+        return rel
 
-    def _write_shard(self, label: str, split: str, files: list[str]) -> dict:
-        index = sum(1 for s in self.manifest["shards"] if s["label"] == label and s["split"] == split)
-        rel = os.path.join("shards", label, f"{split}-{index:06d}.tar")
-        samples = []
-        for f in files:
-            with open(f, "rb") as fh:
-                samples += read_tar_samples(fh.read())
-        data = encode_tar(samples)
-        os.makedirs(os.path.dirname(os.path.join(self.out_dir, rel)), exist_ok=True)
-        atomic_write(os.path.join(self.out_dir, rel), data)
-        entry = {"path": rel, "label": label, "split": split, "samples": len(samples),
-                 "keys": [s["__key__"] for s in samples], "bytes": len(data),
-                 "sha256": hashlib.sha256(data).hexdigest()}
+    def commit(self, entry: dict) -> None:
+        """List a written shard in the manifest, then delete its staged samples."""
         self.manifest["shards"].append(entry)
-        atomic_write(self.path, json.dumps(self.manifest, indent=1).encode())
-        for f in files:  # only after the manifest holds them
-            os.remove(f)
-        return entry
+        self.store.write(MANIFEST, json.dumps(self.manifest, indent=1).encode())
+        self.packed.update(entry["keys"])
+        self.store.delete([staged_path(entry["label"], entry["split"], k) for k in entry["keys"]])
+
+    def release(self, rel: str, label: str, split: str, keys: list[str]) -> None:
+        """A shard that could not be written: its keys are pending again, its name free again."""
+        self._taken.discard(rel)
+        self.pending.setdefault((label, split), set()).update(keys)

@@ -118,3 +118,32 @@ def trained_diffusion(clip_shards, trained_vae, tmp_path_factory) -> str:
     path = trainer.save()
     trainer.close()
     return path
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 endpoint on loopback (moto's server): the environment a client needs to reach it."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server, monkeypatch, request):
+    """A fresh bucket on the loopback endpoint, with this process's environment pointed at it:
+    {"url": "s3://<bucket>", "env": the environment for subprocesses}."""
+    import os
+    import re
+
+    import boto3
+
+    for k, v in s3_server.items():
+        monkeypatch.setenv(k, v)
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + f"-{os.getpid()}"
+    boto3.client("s3").create_bucket(Bucket=name)
+    return {"url": f"s3://{name}", "env": {**os.environ, **s3_server}}

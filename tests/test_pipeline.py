@@ -107,23 +107,44 @@ def test_killed_run_resumes_to_exactly_once(tmp_path, demo_assets):
     pipelines = pipeline_file(tmp_path, demo_assets)
     cmd = CLI + ["--pipelines-file", pipelines, "run", "tiny", "--out", str(out), "--workers", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    journal = out / "audit.jsonl"
     deadline = time.time() + 240
-    while not (journal.exists() and sum('"stage": "asset"' in ln for ln in open(journal)) >= 2):
+    while len(journal_rows(out, stage="asset")) < 2:
         assert proc.poll() is None and time.time() < deadline, "the run ended or stalled before the kill"
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and its embedded Ray, mid-run
     proc.wait()
-    finished_before = {json.loads(ln)["uid"] for ln in open(journal) if '"stage": "asset"' in ln}
+    finished_before = {r["uid"] for r in journal_rows(out, stage="asset")}
     assert 2 <= len(finished_before) < len(ASSETS)
 
     again = run_cli(pipelines, out)
     assert again.returncode == 0, again.stderr[-3000:]
     assert set(shard_contents(out)) == ACCEPTED
-    rows = [json.loads(ln) for ln in open(journal) if ln.strip().endswith("}")]
-    redone = [r["uid"] for r in rows if r["stage"] == "asset" and r["uid"] in finished_before]
+    redone = [r["uid"] for r in journal_rows(out, stage="asset") if r["uid"] in finished_before]
     assert sorted(redone) == sorted(finished_before)  # finished assets were not processed again
     assert not list(out.glob("staging/*/*/*.tar")) and not list(out.rglob("*.tmp-*"))
+    assert "verified: 5 accepted clips" in again.stdout
+
+
+def journal_rows(out, stage: str) -> list[dict]:
+    """Every journal row of `stage` in the order recorded (repeats included), read as a user would."""
+    rows = []
+    for seg in sorted((out / "audit").glob("journal-*.jsonl")) if (out / "audit").exists() else []:
+        rows += [json.loads(ln) for ln in seg.read_text().splitlines()]
+    return [r for r in rows if r["stage"] == stage]
+
+
+def test_a_run_whose_shards_lost_a_clip_says_so_and_exits_nonzero(tmp_path, demo_assets):
+    out = tmp_path / "run"
+    pipelines = pipeline_file(tmp_path, demo_assets, names=["rigid_spinner", "static_statue"])
+    assert run_cli(pipelines, out).returncode == 0
+    verify = subprocess.run(CLI + ["verify", str(out)], capture_output=True, text=True)
+    assert verify.returncode == 0 and "verified: 1 accepted clips" in verify.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["shards"] = []  # as if a shard had never been committed while its asset is finished
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    again = run_cli(pipelines, out)
+    assert again.returncode == 1 and "accepted clips are in no shard: rigid_spinner_0" in again.stderr
+    assert subprocess.run(CLI + ["verify", str(out)], capture_output=True, text=True).returncode == 1
 
 
 def test_robot_through_the_local_source_gives_one_decision_per_animation(tmp_path, shared_asset):
