@@ -118,10 +118,11 @@ def _cmd_audit(args) -> int:
 
 
 def _shard_urls(specs: list[str]) -> list[str]:
-    """Shard URLs from the command line: paths, URLs and brace patterns (`train-{000000..000009}.tar`)."""
-    from braceexpand import braceexpand
+    """Shard URLs from the command line: paths, s3:// and other URLs, brace patterns
+    (`train-{000000..000009}.tar`), a manifest.json (local or URL, `#train` or `#textured/test` for part of it)."""
+    from dataset.shard_list import shard_urls
 
-    return [u for spec in specs for u in braceexpand(spec)]
+    return shard_urls(specs)
 
 
 def _cmd_train(args) -> int:
@@ -284,7 +285,7 @@ def main(argv=None) -> int:
     t = sub.add_parser("train", help="train the VAE or the diffusion model on clip shards (torchrun for DDP)")
     t.add_argument("model", choices=["vae", "diffusion"])
     t.add_argument("--config", required=True, help="NAME in training.yaml, FILE:NAME, or a YAML file")
-    t.add_argument("--shards", nargs="+", required=True, help="training shard paths/URLs (brace patterns too)")
+    t.add_argument("--shards", nargs="+", required=True, help="training shards: paths, URLs (s3://...), brace patterns, or a run's manifest.json[#split]")
     t.add_argument("--val-shards", nargs="+", help="held-out shards for validation")
     t.add_argument("--out", required=True, help="folder for checkpoints, TensorBoard logs and config.json")
     t.add_argument("--vae", help="diffusion: the trained VAE checkpoint")
@@ -294,7 +295,7 @@ def main(argv=None) -> int:
 
     e = sub.add_parser("encode-latents", help="encode every clip once with a trained VAE (diffusion latent cache)")
     e.add_argument("--vae", required=True, help="the trained VAE checkpoint")
-    e.add_argument("--shards", nargs="+", required=True, help="clip shard paths/URLs (brace patterns too)")
+    e.add_argument("--shards", nargs="+", required=True, help="clip shards: paths, URLs (s3://...), brace patterns, or a run's manifest.json[#split]")
     e.add_argument("--out", required=True, help="folder for the latent shards (<label>/<split>-NNNNNN.tar)")
     e.add_argument("--config", help="training configuration whose data settings to use (points, image size)")
     e.set_defaults(func=_cmd_encode_latents)
@@ -314,7 +315,7 @@ def main(argv=None) -> int:
     dr.set_defaults(func=_cmd_drive)
 
     ev = sub.add_parser("eval", help="Chamfer per frame on held-out clips; table in the layout of Table 1")
-    ev.add_argument("--shards", nargs="+", required=True, help="test shard paths/URLs (brace patterns too)")
+    ev.add_argument("--shards", nargs="+", required=True, help="test shards: paths, URLs (s3://...), brace patterns, or a run's manifest.json[#split]")
     ev.add_argument("--vae", required=True)
     ev.add_argument("--diffusion", help="also evaluate full generation from each clip's monocular video")
     ev.add_argument("--out", required=True)
@@ -334,7 +335,7 @@ def main(argv=None) -> int:
     except PipelineConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except ValueError as exc:
+    except (ValueError, ConnectionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

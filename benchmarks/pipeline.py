@@ -9,6 +9,15 @@
    from /proc: where the second core's time goes when two tasks run.
 2. Driver peak memory (VmHWM) with 10 and with 1,000 assets queued: the run is stopped once its
    first assets are finished; with bounded work in flight the figure does not grow with the queue.
+
+    python benchmarks/pipeline.py --storage [--assets N] [--before CHECKOUT] ...
+
+3. Output storage, in one run of this script: the same assets with `--out` a local folder and an S3
+   bucket on a loopback endpoint (moto's server), 2 workers each: clips per hour, and the share of a
+   clip's time spent writing outputs (staging, thumbnails, shard tasks, manifest commits, audit
+   table and report). Also the bytes the driver process itself read and wrote (/proc/PID/io rchar +
+   wchar, sockets included) per accepted clip, against the shard bytes per clip; with `--before
+   CHECKOUT` (a checkout of an earlier version, e.g. a `git worktree`), the same figure for it.
 """
 import argparse
 import json
@@ -25,6 +34,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from curation.audit import AuditLog  # noqa: E402
 from curation.sources import write_demo_assets  # noqa: E402
+from dataset.storage import Store  # noqa: E402
 
 GOOD = ["creature_textured", "creature_plain", "blob_shapekeys", "rigid_spinner"]
 
@@ -59,6 +69,16 @@ def cmd(pipelines: str, out: str, workers: int) -> list[str]:
             "--out", out, "--workers", str(workers)]
 
 
+def driver_io(pid: int) -> int | None:
+    """Bytes the process read and wrote through system calls (files and sockets alike)."""
+    try:
+        with open(f"/proc/{pid}/io") as f:
+            io = dict(ln.split(": ") for ln in f.read().splitlines())
+        return int(io["rchar"]) + int(io["wchar"])
+    except OSError:
+        return None
+
+
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -85,6 +105,7 @@ class CpuSampler(threading.Thread):
     def __init__(self, driver: int):
         super().__init__(daemon=True)
         self.driver, self.last, self.kind, self.stop = driver, {}, {}, threading.Event()
+        self.driver_io = 0  # the last reading before the driver exits
 
     def run(self):
         while not self.stop.is_set():
@@ -102,6 +123,7 @@ class CpuSampler(threading.Thread):
                     self.last[pid] = (int(fields[11]) + int(fields[12])) / TICK
                 except (OSError, IndexError):
                     pass
+            self.driver_io = driver_io(self.driver) or self.driver_io
             time.sleep(0.25)
 
     def totals(self) -> dict:
@@ -114,10 +136,10 @@ class CpuSampler(threading.Thread):
 STAGES = ["download", "render", "subdivision", "filters", "encoding", "writing"]
 
 
-def throughput(pipelines: str, out: str, workers: int) -> dict:
+def throughput(pipelines: str, out: str, workers: int, code: str = ROOT, env=None) -> dict:
     t = time.perf_counter()
-    proc = subprocess.Popen(cmd(pipelines, out, workers), cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd(pipelines, out, workers), cwd=code, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env)
     sampler = CpuSampler(proc.pid)
     sampler.start()
     if proc.wait() != 0:
@@ -125,37 +147,46 @@ def throughput(pipelines: str, out: str, workers: int) -> dict:
     wall = time.perf_counter() - t
     sampler.stop.set()
     sampler.join()
-    rows = AuditLog(out).rows()
+    if code != ROOT:  # an earlier version's output: only its manifest is read
+        with open(os.path.join(out, "manifest.json")) as f:
+            shards = json.load(f)["shards"]
+        n = sum(s["samples"] for s in shards)
+        return {"wall": wall, "accepted": n, "driver_io": sampler.driver_io,
+                "bytes_per_clip": sum(s["bytes"] for s in shards) / max(1, n)}
+    store = Store(out)
+    rows = AuditLog(store).rows()
     clips = [r for r in rows if r["stage"] == "filter"]
     tim: dict[str, float] = {}
     for r in rows:
         if r["stage"] == "asset":
             for k, v in (r.get("timings") or {}).items():
                 tim[k] = tim.get(k, 0.0) + v
-    with open(os.path.join(out, "run.json")) as f:
-        driver = json.load(f)["driver_timings"]
+    driver = json.loads(store.read("run.json"))["driver_timings"]
     stages = {"download": tim.get("download", 0.0), "render": tim.get("render", 0.0),
               "subdivision": tim.get("process.subdivision", 0.0),
               "filters": sum(tim.get(f"process.{k}", 0.0) for k in ("load", "thumbnail", "filters")),
               "encoding": tim.get("process.encoding", 0.0),
-              "writing": tim.get("process.staging", 0.0) + driver["pack"] + driver["audit_and_report"],
+              "writing": (tim.get("process.staging", 0.0) + driver["pack_tasks"] + driver["pack_commit"]
+                          + driver["audit_and_report"]),
               "task total": tim.get("total", 0.0),
               "pure Cycles render": tim.get("render.render", 0.0)}
-    with open(os.path.join(out, "manifest.json")) as f:
-        shards = json.load(f)["shards"]
+    storage = stages["writing"] + tim.get("process.thumbnail", 0.0)  # every write to the output store
+    shards = json.loads(store.read("manifest.json"))["shards"]
     n = sum(s["samples"] for s in shards)
     return {"wall": wall, "clips": len(clips), "per_hour": len(clips) / wall * 3600, "stages": stages,
-            "cpu": sampler.totals(), "bytes_per_clip": sum(s["bytes"] for s in shards) / max(1, n)}
+            "cpu": sampler.totals(), "bytes_per_clip": sum(s["bytes"] for s in shards) / max(1, n),
+            "accepted": n, "driver_io": sampler.driver_io,
+            "storage_share": storage / (tim.get("total", 0.0) + storage - tim.get("process.staging", 0.0)
+                                        - tim.get("process.thumbnail", 0.0))}
 
 
 def peak_memory(pipelines: str, out: str, finished: int = 2) -> float:
     """Driver VmHWM (MiB) once `finished` assets are done; then the run is killed."""
     proc = subprocess.Popen(cmd(pipelines, out, 2), cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    journal = os.path.join(out, "audit.jsonl")
     try:
         while True:
-            if os.path.exists(journal) and sum('"stage": "asset"' in ln for ln in open(journal)) >= finished:
+            if os.path.isdir(out) and sum(r["stage"] == "asset" for r in AuditLog(out).rows()) >= finished:
                 break
             if proc.poll() is not None:
                 sys.exit("the run ended before its first assets finished")
@@ -173,6 +204,8 @@ def main() -> int:
     ap.add_argument("--resolution", type=int, default=256)
     ap.add_argument("--keyframes", type=int, default=30)
     ap.add_argument("--samples", type=int, default=16)
+    ap.add_argument("--storage", action="store_true", help="compare --out local and s3:// (loopback) instead")
+    ap.add_argument("--before", help="with --storage: an earlier checkout, for the driver's bytes per clip")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="pipeline-bench-")
     demo = {e["name"]: e["path"] for e in write_demo_assets(os.path.join(work, "demo"))}
@@ -183,6 +216,8 @@ def main() -> int:
 
     assets = [demo[GOOD[i % len(GOOD)]] for i in range(args.assets)]
     pipes = pipelines_file(work, listing_of(work, "few", assets), args)
+    if args.storage:
+        return compare_storage(pipes, work, args.before)
     res = {w: throughput(pipes, os.path.join(work, f"run-{w}w"), w) for w in (1, 2)}
     for w, r in res.items():
         s = r["stages"]
@@ -202,6 +237,34 @@ def main() -> int:
     m1000 = peak_memory(large, os.path.join(work, "mem-1000"))
     print(f"driver peak memory: {m10:.0f} MiB with 10 queued, {m1000:.0f} MiB with 1,000 queued "
           f"({m1000 / m10:.2f}x)")
+    return 0
+
+
+def compare_storage(pipes: str, work: str, before: str | None) -> int:
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {**os.environ, "AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "bench",
+           "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
+    os.environ.update({k: env[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                           "AWS_DEFAULT_REGION")})
+    boto3.client("s3").create_bucket(Bucket="bench")
+    runs = {"local": throughput(pipes, os.path.join(work, "out-local"), 2),
+            "s3": throughput(pipes, "s3://bench/out", 2, env=env)}
+    if before:
+        runs["before (local)"] = throughput(pipes, os.path.join(work, "out-before"), 2, code=before)
+    server.stop()
+    for name, r in runs.items():
+        line = (f"{name:>15}: driver read+wrote {r['driver_io'] / max(1, r['accepted']) / 1e6:.2f} MB per accepted "
+                f"clip ({r['bytes_per_clip'] / 1e6:.2f} MB per clip in shards)")
+        if "per_hour" in r:
+            line = (f"{name:>15}: {r['clips']} clips in {r['wall']:.1f} s = {r['per_hour']:.0f} clips/hour; "
+                    f"storage {r['storage_share']:.1%} of a clip's time\n{'':>17}" + line[17:])
+        print(line)
+    print(f"s3 / local clips per hour: {runs['s3']['per_hour'] / runs['local']['per_hour']:.3f} (aim >= 0.95)")
     return 0
 
 

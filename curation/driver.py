@@ -164,10 +164,15 @@ def _connect(address: str | None, workers: int) -> None:
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, log_to_driver=False)
-    else:  # one machine: loopback only, no dashboard
-        ray.init(num_cpus=workers or None, include_dashboard=False, log_to_driver=False,
-                 _node_ip_address="127.0.0.1")
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except ConnectionError as exc:
+            hint = ("" if os.environ.get("RAY_AUTH_MODE") else
+                    "; a cluster started with `ray start` uses token authentication: run with RAY_AUTH_MODE=token "
+                    "and the cluster's token (~/.ray/auth_token, or RAY_AUTH_TOKEN)")
+            raise ConnectionError(f"cannot reach the Ray cluster at {address}: {exc.__cause__ or exc}{hint}") from exc
+    else:  # one machine: a new instance ("local": never one a `ray start` left on this machine)
+        ray.init(address="local", num_cpus=workers or None, include_dashboard=False, log_to_driver=False)
 
 
 def run(pipe: Pipeline, out_url: str, ray_address: str | None = None, workers: int = 0,
@@ -199,7 +204,7 @@ def run(pipe: Pipeline, out_url: str, ray_address: str | None = None, workers: i
     _warn_if_unschedulable(demand, ray_address or os.environ.get("RAY_ADDRESS"))
 
     started = time.perf_counter()
-    driver_timings = {"pack_commit": 0.0}
+    driver_timings = {"pack_tasks": 0.0, "pack_commit": 0.0}  # shard writing (on nodes); manifest commits
     counts = {"accepted": 0, "rejected": 0, "failed": 0}
     bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc=f"{pipe.name}", unit="asset")
     renders: dict = {}
@@ -229,9 +234,11 @@ def run(pipe: Pipeline, out_url: str, ray_address: str | None = None, workers: i
                 job = packs.pop(ref)
                 t = time.perf_counter()
                 try:
-                    planner.commit(ray.get(ref))
+                    entry = ray.get(ref)
                 except ray.exceptions.RayError as exc:  # storage failing past the retries: stop, resumable
                     raise RuntimeError(f"writing shard {job[0]} to {out.root} failed: {exc}") from exc
+                driver_timings["pack_tasks"] += entry["seconds"]
+                planner.commit(entry)
                 driver_timings["pack_commit"] += time.perf_counter() - t
                 continue
             task = renders.pop(ref)

@@ -94,8 +94,13 @@ class Pipeline:
         return JobSettings(render=self.render, keyframes=self.keyframes, seed=self.seed)
 
     def config_hash(self) -> str:
-        """Short sha256 of the resolved settings: recorded with every output they produced."""
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        """Short sha256 of the settings that decide how clips are made, recorded with every output
+        they produced. Where things are is left out (`ray`: where and how many tasks run;
+        `source.path`: where the asset files are read from), so the same assets made into clips on a
+        laptop from a folder and on a cluster from a bucket carry the same hash."""
+        settings = {k: v for k, v in dataclasses.asdict(self).items() if k != "ray"}
+        settings["source"].pop("path")
+        blob = json.dumps(settings, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 

@@ -44,7 +44,7 @@ def local_assets(path: str) -> list[str]:
         base = os.path.dirname(os.path.abspath(path))
         with open(path) as f:
             lines = [ln.strip() for ln in f if ln.strip() and not ln.startswith("#")]
-        return [ln if os.path.isabs(ln) else os.path.join(base, ln) for ln in lines]
+        return [ln if os.path.isabs(ln) or is_url(ln) else os.path.join(base, ln) for ln in lines]
     raise FileNotFoundError(f"source path {path!r} is neither a folder nor a list file")
 
 

@@ -27,7 +27,10 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from dataset.clip_sample import ClipSample
 from dataset.point_sampling import sample_point_indices
 from dataset.subdivision import subdivision_map
+from dataset.storage import register_with_webdataset
 from dataset.view_tensors import camera_rays, matted_rgb, vae_views
+
+register_with_webdataset()  # s3:// shards, also in DataLoader worker processes that import this module
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import tarfile
+import time
 
 import webdataset as wds
 
@@ -74,7 +75,9 @@ class _Hashing:
 def write_shard(store: Store, rel: str, label: str, split: str, keys: list[str]) -> dict:
     """Stream the staged samples of `keys` (in that order) into the shard `rel`: one sample in memory
     at a time, the shard on node-local disk until it is put at its final name. Returns its manifest
-    entry. Runs wherever Ray places it; reads and writes only through `store`."""
+    entry (and the seconds it took, which `commit` keeps out of the manifest). Runs wherever Ray places
+    it; reads and writes only through `store`."""
+    started = time.perf_counter()
     with store.writer(rel) as f:
         out = _Hashing(f)
         with wds.TarWriter(out, mtime=0) as sink:
@@ -82,7 +85,7 @@ def write_shard(store: Store, rel: str, label: str, split: str, keys: list[str])
                 for sample in read_tar_samples(store.read(staged_path(label, split, key))):
                     sink.write(sample)
     return {"path": rel, "label": label, "split": split, "samples": len(keys), "keys": list(keys),
-            "bytes": out.bytes, "sha256": out.sha.hexdigest()}
+            "bytes": out.bytes, "sha256": out.sha.hexdigest(), "seconds": time.perf_counter() - started}
 
 
 class ShardPlanner:
@@ -149,6 +152,7 @@ class ShardPlanner:
 
     def commit(self, entry: dict) -> None:
         """List a written shard in the manifest, then delete its staged samples."""
+        entry = {k: v for k, v in entry.items() if k != "seconds"}
         self.manifest["shards"].append(entry)
         self.store.write(MANIFEST, json.dumps(self.manifest, indent=1).encode())
         self.packed.update(entry["keys"])

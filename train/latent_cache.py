@@ -17,7 +17,8 @@ from tqdm import tqdm
 
 from dataset.clip_sample import ClipSample
 from dataset.loaders import LoaderConfig, dense_map, point_indices
-from dataset.shard_writer import atomic_write, encode_tar
+from dataset.shard_writer import encode_tar
+from dataset.storage import atomic_write
 from dataset.view_tensors import camera_rays, vae_views
 from model.vae import VAE
 

@@ -1,0 +1,37 @@
+"""Shard URLs from what a user types: paths, URLs (s3://... through fsspec), brace patterns
+(`train-{000000..000009}.tar`), and a run's `manifest.json` (local or URL) standing for the shards it
+lists, optionally only one split or one label and split: `.../manifest.json#train`,
+`.../manifest.json#textured/test`."""
+from __future__ import annotations
+
+import json
+
+from braceexpand import braceexpand
+
+from dataset.storage import Store, register_with_webdataset
+
+
+def shard_urls(specs: list[str]) -> list[str]:
+    register_with_webdataset()
+    urls = []
+    for spec in specs:
+        path, _, part = spec.partition("#")
+        if path.endswith("manifest.json"):
+            urls += manifest_shards(path, part)
+        else:
+            urls += list(braceexpand(spec))
+    return urls
+
+
+def manifest_shards(manifest_url: str, part: str = "") -> list[str]:
+    """The shards a manifest lists (URLs beside it), filtered by `split` or `label/split`."""
+    folder = manifest_url.rsplit("/", 1)[0] if "/" in manifest_url else "."
+    store = Store(folder)
+    manifest = json.loads(store.read(manifest_url.rsplit("/", 1)[-1]))
+    label, _, split = part.rpartition("/")
+    chosen = [s for s in manifest["shards"] if (not split or s["split"] == split) and (not label or s["label"] == label)]
+    if not chosen:
+        raise ValueError(f"{manifest_url}: no shards{' for ' + part if part else ''} "
+                         f"(it lists {sorted({(s['label'], s['split']) for s in manifest['shards']})})")
+    return [store.url(s["path"]) for s in chosen]
+
