@@ -69,12 +69,13 @@ def cmd(pipelines: str, out: str, workers: int) -> list[str]:
             "--out", out, "--workers", str(workers)]
 
 
-def driver_io(pid: int) -> int | None:
-    """Bytes the process read and wrote through system calls (files and sockets alike)."""
+def driver_io(pid: int) -> tuple[int, int] | None:
+    """(bytes the process read and wrote through system calls, files and sockets alike; bytes it
+    sent to the storage layer, i.e. written to local files)."""
     try:
         with open(f"/proc/{pid}/io") as f:
             io = dict(ln.split(": ") for ln in f.read().splitlines())
-        return int(io["rchar"]) + int(io["wchar"])
+        return int(io["rchar"]) + int(io["wchar"]), int(io["write_bytes"])
     except OSError:
         return None
 
@@ -105,7 +106,7 @@ class CpuSampler(threading.Thread):
     def __init__(self, driver: int):
         super().__init__(daemon=True)
         self.driver, self.last, self.kind, self.stop = driver, {}, {}, threading.Event()
-        self.driver_io = 0  # the last reading before the driver exits
+        self.driver_io = (0, 0)  # the last reading before the driver exits
 
     def run(self):
         while not self.stop.is_set():
@@ -252,19 +253,27 @@ def compare_storage(pipes: str, work: str, before: str | None) -> int:
     os.environ.update({k: env[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                                            "AWS_DEFAULT_REGION")})
     boto3.client("s3").create_bucket(Bucket="bench")
-    runs = {"local": throughput(pipes, os.path.join(work, "out-local"), 2),
-            "s3": throughput(pipes, "s3://bench/out", 2, env=env)}
+    runs = {"local": throughput(pipes, os.path.join(work, "out-local"), 2)}
+    cpu = time.process_time()
+    runs["s3"] = throughput(pipes, "s3://bench/out", 2, env=env)
+    runs["s3"]["endpoint_cpu"] = time.process_time() - cpu  # the S3 server shares this machine's 2 cores
     if before:
         runs["before (local)"] = throughput(pipes, os.path.join(work, "out-before"), 2, code=before)
     server.stop()
     for name, r in runs.items():
-        line = (f"{name:>15}: driver read+wrote {r['driver_io'] / max(1, r['accepted']) / 1e6:.2f} MB per accepted "
-                f"clip ({r['bytes_per_clip'] / 1e6:.2f} MB per clip in shards)")
+        syscalls, files = (v / max(1, r["accepted"]) / 1e6 for v in r["driver_io"])
+        line = (f"{name:>15}: driver read+wrote {syscalls:.2f} MB per accepted clip through system calls, "
+                f"wrote {files:.2f} MB to local files ({r['bytes_per_clip'] / 1e6:.2f} MB per clip in shards)")
         if "per_hour" in r:
+            st = r["stages"]
             line = (f"{name:>15}: {r['clips']} clips in {r['wall']:.1f} s = {r['per_hour']:.0f} clips/hour; "
-                    f"storage {r['storage_share']:.1%} of a clip's time\n{'':>17}" + line[17:])
+                    f"storage {r['storage_share']:.1%} of a clip's time\n{'':>17}seconds per clip: "
+                    + ", ".join(f"{k} {st[k] / r['clips']:.2f}" for k in STAGES) + f"\n{'':>17}CPU seconds: "
+                    + ", ".join(f"{k} {v:.1f}" for k, v in sorted(r["cpu"].items())) + f"\n{'':>17}" + line[17:])
         print(line)
-    print(f"s3 / local clips per hour: {runs['s3']['per_hour'] / runs['local']['per_hour']:.3f} (aim >= 0.95)")
+    print(f"s3 / local clips per hour: {runs['s3']['per_hour'] / runs['local']['per_hour']:.3f} (aim >= 0.95); "
+          f"the loopback S3 server itself used {runs['s3']['endpoint_cpu']:.1f} CPU-s of the run's "
+          f"{runs['s3']['wall'] * os.cpu_count():.0f}")
     return 0
 
 
