@@ -65,7 +65,8 @@ def _cmd_run(args) -> int:
     if args.uids is not None:
         overrides.append(f"source.objaverse.uids_file={args.uids}")
     pipe = load_pipeline(args.pipeline, args.pipelines_file, overrides)
-    out = run(pipe, args.out, ray_address=args.ray_address, workers=args.workers, overrides=overrides)
+    out = run(pipe, args.out, ray_address=args.ray_address, workers=args.workers, overrides=overrides,
+              retry_errors=args.retry_errors)
     print(audit.summary(audit.AuditLog(out["out"]).rows()))
     print(f"\nshards ({len(out['shards'])}):")
     for s in out["shards"]:
@@ -266,6 +267,9 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override one pipeline setting for this run (repeatable), checked like the YAML and "
                         "recorded in run.json, e.g. --set source.path=s3://bucket/assets/ --set render.samples=64")
+    p.add_argument("--retry-errors", action="store_true",
+                   help="process again the assets that ended in an error (download, crash, timeout, lost "
+                        "worker) instead of counting them as finished")
     p.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS, else embedded)")
     p.add_argument("--workers", type=int, default=0, help="embedded Ray: CPUs to use (default: all)")
     p.add_argument("--limit", type=int, help="objaverse source: at most N assets")

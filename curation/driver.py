@@ -33,6 +33,8 @@ from dataset.shard_writer import MANIFEST, STAGING, ShardPlanner, read_tar_sampl
 from dataset.storage import TMP_MARK, Store, fetch_to, is_url
 from render.launcher import render_asset, uid_from_path
 
+# Render outcomes that say what the asset is, not that something went wrong: rejections.
+NOT_FAULTS = ("no_animation", "no_geometry")
 PACKS_IN_FLIGHT = 4      # shard-writing tasks at once (each streams one shard; I/O bound)
 RESOURCES_EVERY_S = 5.0  # how often the in-flight bound re-reads the live cluster
 
@@ -86,7 +88,8 @@ def process_asset(task: AssetTask, pipe: Pipeline, out: Store) -> list[dict]:
             timings["render"] = time.perf_counter() - t
             timings.update({f"render.{k}": v for k, v in res.timings.items()})
             if res.failure:
-                rows.append(audit.row(task.uid, "render", "error", rule=res.failure["kind"],
+                status = "rejected" if res.failure["kind"] in NOT_FAULTS else "error"
+                rows.append(audit.row(task.uid, "render", status, rule=res.failure["kind"],
                                       reasons=[res.failure["message"]]))
             for s in res.skipped:
                 rows.append(audit.row(task.uid, "render", "rejected", rule=s["reason"], reasons=[s["detail"]],
@@ -172,17 +175,25 @@ def _connect(address: str | None, workers: int) -> None:
                     "and the cluster's token (~/.ray/auth_token, or RAY_AUTH_TOKEN)")
             raise ConnectionError(f"cannot reach the Ray cluster at {address}: {exc.__cause__ or exc}{hint}") from exc
     else:  # one machine: a new instance ("local": never one a `ray start` left on this machine)
+        # token authentication is Ray's default for a new instance; asked for explicitly, Ray keeps
+        # it without printing a warning the user cannot act on
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
         ray.init(address="local", num_cpus=workers or None, include_dashboard=False, log_to_driver=False)
 
 
 def run(pipe: Pipeline, out_url: str, ray_address: str | None = None, workers: int = 0,
-        overrides: list[str] | None = None) -> dict:
+        overrides: list[str] | None = None, retry_errors: bool = False) -> dict:
+    """`retry_errors`: assets that ended in an error (download, crash, timeout, lost worker, ...) are
+    processed again instead of counting as finished."""
     import ray
 
     out = Store(out_url)
+    _refuse_changed_settings(out, pipe)
     log = audit.AuditLog(out, pipe.config_hash())
     previous = log.rows()
     finished = {r["uid"] for r in previous if r["stage"] == "asset"}
+    if retry_errors:
+        finished -= {r["uid"] for r in previous if r["stage"] == "asset" and r["status"] == "error"}
     planner = ShardPlanner(out, pipe.shards.max_samples)
     planner.reconcile(_accepted_keys(previous, finished))
     _remove_stray_temporaries(out)
@@ -270,6 +281,31 @@ def run(pipe: Pipeline, out_url: str, ray_address: str | None = None, workers: i
     check = check_outputs(out)
     return {"counts": counts, "manifest": planner.url, "audit": table, "out": out.root, "report": report,
             "shards": [out.url(s["path"]) for s in planner.manifest["shards"]], "check": check}
+
+
+def _refuse_changed_settings(out: Store, pipe: Pipeline) -> None:
+    """Resuming into an output made with other settings would mix two datasets in one: refused,
+    naming what changed. What `config_hash` leaves out (where tasks run, where assets are read from,
+    how many are taken) may change."""
+    if not out.exists("run.json"):
+        return
+    before = json.loads(out.read("run.json"))
+    if before.get("config_hash") == pipe.config_hash():
+        return
+    old, new = _flat(before.get("pipeline", {})), _flat(dataclasses.asdict(pipe))
+    changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+               if old.get(k) != new.get(k) and not k.startswith("ray.")
+               and k not in ("source.path", "source.objaverse.limit", "source.objaverse.uids_file")]
+    raise ValueError(f"{out.root} holds a run made with other settings (config {before.get('config_hash')}, "
+                     f"now {pipe.config_hash()}): {'; '.join(changed) or 'see run.json'}. Use a new --out, or "
+                     "the same settings to resume")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
 
 
 def _accepted_keys(rows: list[dict], finished: set[str]) -> set[str]:

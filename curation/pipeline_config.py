@@ -95,11 +95,14 @@ class Pipeline:
 
     def config_hash(self) -> str:
         """Short sha256 of the settings that decide how clips are made, recorded with every output
-        they produced. Where things are is left out (`ray`: where and how many tasks run;
-        `source.path`: where the asset files are read from), so the same assets made into clips on a
-        laptop from a folder and on a cluster from a bucket carry the same hash."""
+        they produced. Where things are and how many are taken are left out (`ray`: where and how
+        many tasks run; `source.path`: where the asset files are read from; the objaverse `limit` and
+        `uids_file` of a partial rebuild), so the same assets made into clips on a laptop from a
+        folder and on a cluster from a bucket carry the same hash, and a partial rebuild can grow."""
         settings = {k: v for k, v in dataclasses.asdict(self).items() if k != "ray"}
         settings["source"].pop("path")
+        for key in ("limit", "uids_file"):
+            settings["source"]["objaverse"].pop(key)
         blob = json.dumps(settings, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -55,9 +55,17 @@ class RenderResult:
 
 
 def uid_from_path(path: str) -> str:
-    """A clip-key-safe id from a file name: no dots (webdataset splits keys at the first dot)."""
-    stem = os.path.basename(path).split(".")[0]
-    return re.sub(r"[^A-Za-z0-9_-]", "-", stem) or "asset"
+    """A clip-key-safe id from a file name: letters, digits, '_' and '-' only (webdataset splits keys
+    at the first dot). A name that had to change (other characters, inner dots) gets 8 hex digits of
+    the name's sha256, so `猫.glb` and `狗.glb`, or `a.b.glb` and `a.c.glb`, stay two assets."""
+    import hashlib
+
+    name = os.path.basename(path.rstrip("/"))
+    stem = name[: -len(ext)] if (ext := os.path.splitext(name)[1]).lower() in (".glb", ".gltf", ".obj") else name
+    safe = re.sub(r"[^A-Za-z0-9_-]", "-", stem)
+    if safe == stem and stem:
+        return stem
+    return f"{safe.strip('-') or 'asset'}-{hashlib.sha256(stem.encode()).hexdigest()[:8]}"
 
 
 def render_asset(asset: str, out_dir: str, settings: JobSettings, uid: str | None = None,

@@ -80,3 +80,13 @@ def test_killed_launcher_takes_its_blender_job_with_it(shared_asset, tmp_path):
     while os.path.exists(f"/proc/{job}") and open(f"/proc/{job}/stat").read().split()[2] != "Z":
         assert time.time() < deadline, "the Blender job outlived its launcher"
         time.sleep(0.1)
+
+
+def test_asset_names_that_need_changing_still_give_distinct_uids():
+    from render.launcher import uid_from_path
+
+    assert uid_from_path("/x/rigid_spinner.glb") == "rigid_spinner"
+    assert uid_from_path("s3://bucket/assets/fox.gltf") == "fox"
+    uids = [uid_from_path(p) for p in ("猫.glb", "狗.glb", "a.b.glb", "a.c.glb", "a-b.glb", "a b.glb")]
+    assert len(set(uids)) == len(uids) and all("." not in u and u for u in uids)
+    assert uid_from_path("猫.glb") == uid_from_path("/elsewhere/猫.glb")  # stable

@@ -10,6 +10,12 @@ from render.core_lease import ENV, CoreLease
 needs_two = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores")
 
 
+@pytest.fixture(autouse=True)
+def private_leases(tmp_path, monkeypatch):
+    """Leases of their own: Blender jobs of a pipeline running beside the tests hold the node's."""
+    monkeypatch.setattr("render.core_lease.LOCK_DIR", str(tmp_path / "cores"))
+
+
 @needs_two
 def test_leases_hold_distinct_cores_until_released():
     with CoreLease(1) as a, CoreLease(1) as b:
