@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import shutil
 import socket
@@ -175,9 +176,9 @@ def _connect(address: str | None, workers: int) -> None:
                     "and the cluster's token (~/.ray/auth_token, or RAY_AUTH_TOKEN)")
             raise ConnectionError(f"cannot reach the Ray cluster at {address}: {exc.__cause__ or exc}{hint}") from exc
     else:  # one machine: a new instance ("local": never one a `ray start` left on this machine)
-        # token authentication is Ray's default for a new instance; asked for explicitly, Ray keeps
-        # it without printing a warning the user cannot act on
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
+        # Ray turns token authentication on for a new instance and says so as a warning the user
+        # has nothing to do about (setting RAY_AUTH_MODE here would be too late: Ray reads it at import)
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         ray.init(address="local", num_cpus=workers or None, include_dashboard=False, log_to_driver=False)
 
 
