@@ -63,8 +63,9 @@ class AuditLog:
     def finished_uids(self) -> set[str]:
         return {r["uid"] for r in self.rows() if r["stage"] == "asset"}
 
-    def write_parquet(self) -> str:
-        rows = self.rows()
+    def write_parquet(self, rows: list[dict] | None = None) -> str:
+        """`rows`: the journal's rows when the caller has read them already."""
+        rows = self.rows() if rows is None else rows
         cols = {c: [r.get(c) for r in rows] for c in COLUMNS}
         # values and timings vary per rule: JSON text keeps every value; the measured scalars are
         # also flattened to typed columns (value.<name>) so DuckDB/pandas can filter and plot them.

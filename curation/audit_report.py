@@ -33,10 +33,10 @@ HISTOGRAMS = [
 ]
 
 
-def write_report(out: Store | str) -> str:
+def write_report(out: Store | str, rows: list[dict] | None = None) -> str:
     """Writes `report/index.html` and its histograms to the run's store; returns the page's URL."""
     store = out if isinstance(out, Store) else Store(out)
-    rows = AuditLog(store).rows()
+    rows = AuditLog(store).rows() if rows is None else rows
     run = json.loads(store.read("run.json"))
     thumbs = {p.rsplit("/", 1)[-1][: -len(".png")] for p in store.list("thumbs") if p.endswith(".png")}
     clips = [r for r in rows if r["stage"] == "filter"]

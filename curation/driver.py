@@ -198,8 +198,9 @@ def run(pipe: Pipeline, out_url: str, ray_address: str | None = None, workers: i
     planner = ShardPlanner(out, pipe.shards.max_samples)
     planner.reconcile(_accepted_keys(previous, finished))
     _remove_stray_temporaries(out)
-    out.write("run.json", json.dumps({"pipeline": dataclasses.asdict(pipe), "config_hash": pipe.config_hash(),
-                                      "overrides": list(overrides or [])}, indent=1).encode())
+    run_info = {"pipeline": dataclasses.asdict(pipe), "config_hash": pipe.config_hash(),
+                "overrides": list(overrides or [])}
+    out.write("run.json", json.dumps(run_info, indent=1).encode())
     tasks, meta_rows = tasks_for(pipe, out)
     if meta_rows:
         log.record(meta_rows)
@@ -273,13 +274,13 @@ def run(pipe: Pipeline, out_url: str, ray_address: str | None = None, workers: i
             bar.set_postfix(counts)
     bar.close()
     t = time.perf_counter()
-    table = log.write_parquet()
-    report = write_report(out)
+    rows = log.rows()  # read once for the table, the report and the check
+    table = log.write_parquet(rows)
+    report = write_report(out, rows)
     driver_timings["audit_and_report"] = time.perf_counter() - t
     driver_timings["wall"] = time.perf_counter() - started
-    run_json = json.loads(out.read("run.json"))
-    out.write("run.json", json.dumps({**run_json, "driver_timings": driver_timings}, indent=1).encode())
-    check = check_outputs(out)
+    out.write("run.json", json.dumps({**run_info, "driver_timings": driver_timings}, indent=1).encode())
+    check = check_outputs(out, rows=rows)
     return {"counts": counts, "manifest": planner.url, "audit": table, "out": out.root, "report": report,
             "shards": [out.url(s["path"]) for s in planner.manifest["shards"]], "check": check}
 
@@ -330,12 +331,12 @@ def _warn_if_unschedulable(demand: dict[str, float], address: str | None) -> Non
     print(f"warning: {msg}; tasks wait for nodes that can (an autoscaler adds them)", flush=True)
 
 
-def check_outputs(out: Store, verify_bytes: bool = False) -> dict:
+def check_outputs(out: Store, verify_bytes: bool = False, rows: list[dict] | None = None) -> dict:
     """What a finished output must hold: the audit's accepted keys equal the manifest's keys, each
     key in one shard, every listed shard present with its size (and, with `verify_bytes`, its sha256
     and the keys inside it), nothing left in staging. Returns {"ok": bool, "problems": [...], ...}."""
     problems = []
-    rows = audit.AuditLog(out).rows()
+    rows = audit.AuditLog(out).rows() if rows is None else rows
     finished = {r["uid"] for r in rows if r["stage"] == "asset"}
     accepted = _accepted_keys(rows, finished)
     manifest = json.loads(out.read(MANIFEST)) if out.exists(MANIFEST) else {"shards": []}

@@ -65,6 +65,22 @@ tiny:
     return str(path)
 
 
+def still_glb(glb: str, dest) -> str:
+    """A valid GLB with the animations of `glb` removed from its JSON: a still asset."""
+    import struct
+
+    data = open(glb, "rb").read()
+    (n,) = struct.unpack_from("<I", data, 12)
+    gltf = json.loads(data[20:20 + n])
+    gltf.pop("animations")
+    body = json.dumps(gltf).encode()
+    body += b" " * (-len(body) % 4)
+    rest = data[20 + n:]
+    dest.write_bytes(b"glTF" + struct.pack("<II", 2, 20 + len(body) + len(rest)) + struct.pack("<I", len(body))
+                     + b"JSON" + body + rest)
+    return str(dest)
+
+
 TRAINING_ASSETS = ["rigid_spinner", "multi_anim", "blob_shapekeys", "creature_textured"]
 
 

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 
-from tests.conftest import tiny_pipelines_file
+from tests.conftest import still_glb, tiny_pipelines_file
 
 pytestmark = pytest.mark.slow
 CLI = [sys.executable, "-m", "driveanymesh"]
@@ -197,26 +197,10 @@ def test_objaverse_mirror_end_to_end_to_shards(tmp_path, demo_assets):
     assert decided == {nc: ("metadata", "license"), scan: ("metadata", "scene_tag"), still: ("filter", "ssim_motion")}
 
 
-def still_copy(glb: str, dest) -> str:
-    """A valid GLB with the animations of `glb` removed from its JSON: a still asset."""
-    import struct
-
-    data = open(glb, "rb").read()
-    (n,) = struct.unpack_from("<I", data, 12)
-    gltf = json.loads(data[20:20 + n])
-    gltf.pop("animations")
-    body = json.dumps(gltf).encode()
-    body += b" " * (-len(body) % 4)
-    rest = data[20 + n:]
-    dest.write_bytes(b"glTF" + struct.pack("<II", 2, 20 + len(body) + len(rest)) + struct.pack("<I", len(body))
-                     + b"JSON" + body + rest)
-    return str(dest)
-
-
 def test_a_still_asset_is_a_rejection_settings_changes_are_refused_and_errors_retried_on_request(
         tmp_path, demo_assets):
     out = tmp_path / "run"
-    still = still_copy(demo_assets["rigid_spinner"]["path"], tmp_path / "still_spinner.glb")
+    still = still_glb(demo_assets["rigid_spinner"]["path"], tmp_path / "still_spinner.glb")
     pipelines = tiny_pipelines_file(tmp_path, [still, demo_assets["not_a_glb"]["path"]])
     assert run_cli(pipelines, out).returncode == 0
     table = pq.read_table(out / "audit.parquet").to_pandas()

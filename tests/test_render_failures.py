@@ -6,7 +6,7 @@ import time
 import pytest
 
 from render.launcher import render_asset
-from tests.conftest import tiny_job
+from tests.conftest import still_glb, tiny_job
 
 pytestmark = pytest.mark.slow
 
@@ -35,20 +35,8 @@ def test_missing_file_and_wrong_extension_are_unreadable(tmp_path):
 
 
 def test_asset_without_animation_is_recorded_as_such(shared_asset, tmp_path):
-    import struct
-    import json
-    # the fox with its animations removed from the glTF JSON: a valid, static file
-    data = open(shared_asset("fox.glb"), "rb").read()
-    (n,) = struct.unpack_from("<I", data, 12)
-    gltf = json.loads(data[20:20 + n])
-    gltf.pop("animations")
-    body = json.dumps(gltf).encode()
-    body += b" " * (-len(body) % 4)
-    rest = data[20 + n:]
-    out = b"glTF" + struct.pack("<II", 2, 20 + len(body) + len(rest)) + struct.pack("<I", len(body)) + b"JSON"
-    path = tmp_path / "still_fox.glb"
-    path.write_bytes(out + body + rest)
-    res = render_asset(str(path), str(tmp_path / "out"), tiny_job())
+    path = still_glb(shared_asset("fox.glb"), tmp_path / "still_fox.glb")  # a valid, static file
+    res = render_asset(path, str(tmp_path / "out"), tiny_job())
     assert res.failure["kind"] == "no_animation", res.failure
     assert_nothing_written(tmp_path / "out")
 
