@@ -8,9 +8,18 @@ and which were skipped and why, or which kind of failure ended the asset:
   no_animation no animation in the file
   crash        the Blender process died without a result (signal, abort, out of memory)
   timeout      the job ran past its time limit and was killed
+  out_of_memory the job went past its memory limit (`memory_limit_bytes`) and was killed, or an
+               allocation failed at its data-size cap (message: the limit and the measured peak)
   error        an exception in the job on this asset (message and traceback recorded)
 Clips are committed whole, one by one: after a crash, timeout or error the complete ones stay and are listed
 in `clips`, the one in progress is removed.
+
+Memory limit: the rule is a watchdog in the poll loop (every 0.1 s) on the resident memory of the job's
+process tree (sum of VmRSS, or a process's VmHWM peak, so a spike between polls still counts); past the
+limit the group is killed, its neighbours untouched. Not RLIMIT_AS: a 48 px job resident at 0.65 GB maps
+2.0-3.0 GB, more with more threads (GPU drivers map far more). A CPU job also gets RLIMIT_DATA at 2x the
+limit + 1 GiB (its data size measured at most resident + 0.45 GB) as a backstop: one huge allocation then
+fails at once instead of being faulted in between polls, and that failure is reported as out_of_memory too.
 """
 from __future__ import annotations
 
@@ -18,6 +27,7 @@ import glob
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -35,6 +45,11 @@ from render.settings import JobSettings
 
 LOG_TAIL_LINES = 30
 POLL_S = 0.5
+MEMORY_POLL_S = 0.1  # with a memory limit: how often the job's resident memory is read
+GIB = 1 << 30
+# Signs in a job's log or failure that an allocation failed (Python, C++, Blender's allocator, Cycles).
+_ALLOC_FAILED = re.compile(r"MemoryError|std::bad_alloc|Malloc returns null|out of memory|Cannot allocate memory",
+                           re.IGNORECASE)
 
 
 @dataclass
@@ -55,14 +70,15 @@ class RenderResult:
 
 
 def uid_from_path(path: str) -> str:
-    """A clip-key-safe id from a file name: letters, digits, '_' and '-' only (webdataset splits keys
-    at the first dot). A name that had to change (other characters, inner dots) gets 8 hex digits of
-    the name's sha256, so `猫.glb` and `狗.glb`, or `a.b.glb` and `a.c.glb`, stay two assets."""
+    """A clip-key-safe, readable id from a file name: letters (any script), digits, '_' and '-'
+    (webdataset splits keys at the first dot, and a key is a file name on every store). A name that
+    had to change (other characters, inner dots) gets 8 hex digits of the name's sha256, so `a.b.glb`
+    and `a.c.glb`, or `a b.glb` and `a-b.glb`, stay two assets; `猫.glb` stays `猫`."""
     import hashlib
 
     name = os.path.basename(path.rstrip("/"))
     stem = name[: -len(ext)] if (ext := os.path.splitext(name)[1]).lower() in (".glb", ".gltf", ".obj") else name
-    safe = re.sub(r"[^A-Za-z0-9_-]", "-", stem)
+    safe = re.sub(r"[^\w-]", "-", stem)  # \w: Unicode letters and digits, and '_'
     if safe == stem and stem:
         return stem
     return f"{safe.strip('-') or 'asset'}-{hashlib.sha256(stem.encode()).hexdigest()[:8]}"
@@ -70,15 +86,17 @@ def uid_from_path(path: str) -> str:
 
 def render_asset(asset: str, out_dir: str, settings: JobSettings, uid: str | None = None,
                  extra_meta: dict | None = None, timeout_s: float | None = None,
-                 on_progress=None) -> RenderResult:
+                 on_progress=None, memory_limit_bytes: int = 0) -> RenderResult:
     """Render every animation of `asset` into `out_dir/<uid>_<index>/`. `on_progress(dict)` is
     called while the job runs with its latest progress (animation, clip i of n, frame t of T, and
-    the job's pid)."""
+    the job's pid). `memory_limit_bytes` (0: none) caps the job's resident memory: past it the job
+    is killed and fails with kind out_of_memory."""
     asset = os.path.abspath(asset)
     uid = uid or uid_from_path(asset)
     out_dir = os.path.abspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     timeout_s = settings.render.timeout_s if timeout_s is None else timeout_s
+    watch = MemoryWatch(memory_limit_bytes, backstop=settings.render.device == "CPU")
     result = RenderResult(asset=asset, uid=uid)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dam-job-") as work:
@@ -93,10 +111,11 @@ def render_asset(asset: str, out_dir: str, settings: JobSettings, uid: str | Non
         else:
             with CoreLease(settings.render.threads) as cores:
                 result.failure = _run(req_path, log_path, timeout_s, progress_path, on_progress, out_dir,
-                                      uid, {**_job_env(settings), **cores.env()})
+                                      uid, {**_job_env(settings), **cores.env()}, watch=watch)
             result.log_tail = _tail(log_path)
             if result.failure is None:
                 _read_result(res_path, result)
+            result.failure = watch.explain(result.failure, log_path)
             if result.failure is not None:  # killed, died or failed: its complete clips stay, reported
                 result.clips = result.clips or _last_progress(progress_path).get("done", [])
     result.seconds = time.perf_counter() - started
@@ -114,10 +133,11 @@ def _job_env(settings: JobSettings) -> dict:
 
 
 def replay_clip(asset: str, clip_meta: dict, cameras: dict, positions: np.ndarray, out_dir: str,
-                threads: int = 0, timeout_s: float = 3600.0) -> tuple[str | None, dict | None]:
+                threads: int = 0, timeout_s: float = 3600.0,
+                memory_limit_bytes: int = 0) -> tuple[str | None, dict | None]:
     """Render `positions` (T x V x 3, normalised like the clip's `verts.npy`) of a clip of `asset` with
     the clip's cameras, light and render settings into `out_dir/<key>/frame<tt>.png`. Returns
-    (that folder, None) or (None, the failure)."""
+    (that folder, None) or (None, the failure). `memory_limit_bytes` as for `render_asset`."""
     settings = JobSettings()
     used = clip_meta["render"]
     for name in ("engine", "samples", "denoise", "denoise_prefilter", "resolution", "fov_deg",
@@ -125,6 +145,7 @@ def replay_clip(asset: str, clip_meta: dict, cameras: dict, positions: np.ndarra
         if name in used:
             setattr(settings.render, name, used[name])
     settings.render.threads = threads
+    watch = MemoryWatch(memory_limit_bytes, backstop=settings.render.device == "CPU")
     out_dir = os.path.abspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="dam-replay-") as work:
@@ -134,24 +155,108 @@ def replay_clip(asset: str, clip_meta: dict, cameras: dict, positions: np.ndarra
             json.dump({"asset": os.path.abspath(asset), "meta": clip_meta, "cameras": cameras, "out_dir": out_dir,
                        "positions": os.path.join(work, "positions.npy"), "result": res_path,
                        "settings": settings.to_dict()}, f)
+        log_path = os.path.join(work, "blender.log")
         with CoreLease(threads) as cores:
-            failure = _run(req_path, os.path.join(work, "blender.log"), timeout_s, os.path.join(work, "p.json"),
+            failure = _run(req_path, log_path, timeout_s, os.path.join(work, "p.json"),
                            None, out_dir, clip_meta["uid"], {**_job_env(settings), **cores.env()},
-                           module="render.replay_job")
+                           module="render.replay_job", watch=watch)
         if failure is None:
             with open(res_path) as f:
                 res = json.load(f)
             if res["status"] == "ok":
                 return res["dir"], None
             failure = res["failure"]
-        return None, failure
+        return None, watch.explain(failure, log_path)
+
+
+class MemoryWatch:
+    """A job's memory limit: the peak measured so far, and the data-size backstop (see the module doc)."""
+
+    def __init__(self, limit_bytes: int = 0, backstop: bool = True):
+        if limit_bytes < 0:
+            raise ValueError(f"memory_limit_bytes must be >= 0 (0: no limit), got {limit_bytes}")
+        self.limit = int(limit_bytes)
+        self.peak = 0
+        # RLIMIT_DATA: CPU jobs only (a GPU driver's mappings were not measured), Linux only (prlimit).
+        self.data_cap = (2 * self.limit + GIB) if self.limit and backstop and hasattr(resource, "prlimit") else 0
+
+    def start(self, pid: int) -> None:
+        """Arm the backstop on the just-started job (before it has allocated anything of note)."""
+        if self.data_cap:
+            try:
+                resource.prlimit(pid, resource.RLIMIT_DATA, (self.data_cap, self.data_cap))
+            except (ProcessLookupError, PermissionError):  # already gone: nothing to cap
+                pass
+
+    def over(self, pid: int) -> bool:
+        """Measure the job's tree; True when it went past the limit."""
+        if not self.limit:
+            return False
+        self.peak = max(self.peak, _tree_memory(pid))
+        return self.peak > self.limit
+
+    def failure(self) -> dict:
+        return {"kind": "out_of_memory",
+                "message": f"killed past its memory limit of {_mib(self.limit)}: measured peak {_mib(self.peak)} "
+                           f"(resident memory of the job's processes)"}
+
+    def explain(self, failure: dict | None, log_path: str) -> dict | None:
+        """A crash or error that is an allocation failing under the backstop becomes out_of_memory."""
+        if not self.data_cap or failure is None or failure.get("kind") not in ("crash", "error"):
+            return failure
+        said = " ".join([failure.get("message", ""), failure.get("traceback", ""), _tail(log_path)])
+        if not _ALLOC_FAILED.search(said):
+            return failure
+        first = failure.get("message", "").strip().splitlines()
+        return {"kind": "out_of_memory",
+                "message": f"an allocation failed at the job's data-size cap of {_mib(self.data_cap)} (memory limit "
+                           f"{_mib(self.limit)}): measured peak {_mib(self.peak)} resident; "
+                           f"{first[0][:200] if first else failure['kind']}"}
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.0f} MiB"
+
+
+def _tree_pids(pid: int) -> list[int]:
+    """`pid` and its descendants, from /proc/<pid>/task/*/children (Linux)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        for tasks in glob.glob(f"/proc/{p}/task/*/children"):
+            try:
+                with open(tasks) as f:
+                    todo += [int(c) for c in f.read().split()]
+            except OSError:  # the thread or process ended meanwhile
+                pass
+    return found
+
+
+def _tree_memory(pid: int) -> int:
+    """Bytes resident in the job's process tree: the sum of VmRSS now, or the highest VmHWM (one
+    process's peak, which a spike between two polls leaves behind), whichever is larger. Never
+    above the tree's true peak (peaks of different processes are not added)."""
+    total, highest = 0, 0
+    for p in _tree_pids(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                fields = dict(line.split(":", 1) for line in f if line.startswith(("VmRSS", "VmHWM")))
+        except OSError:  # gone
+            continue
+        total += int(fields.get("VmRSS", "0 kB").split()[0]) * 1024
+        highest = max(highest, int(fields.get("VmHWM", "0 kB").split()[0]) * 1024)
+    return max(total, highest)
 
 
 def _run(req_path: str, log_path: str, timeout_s: float, progress_path: str, on_progress,
-         out_dir: str, uid: str, env: dict, module: str = "render.blender_job") -> dict | None:
-    """The failure, or None. Polls so progress can be reported while it waits; however it ends,
-    the job is dead and its temporary clip folders are gone when this returns or raises."""
+         out_dir: str, uid: str, env: dict, module: str = "render.blender_job",
+         watch: MemoryWatch | None = None) -> dict | None:
+    """The failure, or None. Polls so progress can be reported (and memory measured) while it waits;
+    however it ends, the job is dead and its temporary clip folders are gone when this returns or raises."""
     cmd = [sys.executable, "-m", module, "--request", req_path]
+    watch = watch or MemoryWatch()
+    poll_s = MEMORY_POLL_S if watch.limit else POLL_S
     deadline = time.monotonic() + timeout_s
     last = None
     with open(log_path, "w") as log:
@@ -159,11 +264,15 @@ def _run(req_path: str, log_path: str, timeout_s: float, progress_path: str, on_
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, cwd=_project_root(), env=env)
         try:
+            watch.start(proc.pid)
             while True:
                 try:
-                    rc = proc.wait(timeout=max(0.0, min(POLL_S, deadline - time.monotonic())))
+                    rc = proc.wait(timeout=max(0.0, min(poll_s, deadline - time.monotonic())))
                     break
                 except subprocess.TimeoutExpired:
+                    if watch.over(proc.pid):
+                        _kill(proc)
+                        return watch.failure()
                     if time.monotonic() >= deadline:
                         _kill(proc)
                         return {"kind": "timeout", "message": f"killed after {timeout_s:g} s"}

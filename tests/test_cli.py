@@ -45,10 +45,9 @@ def render_with_clip_in_progress(asset: str, out, resolution: int, samples: int)
     proc = subprocess.Popen(CLI + ["render", asset, "--out", str(out), "--resolution", str(resolution),
                                    "--keyframes", "30", "--samples", str(samples)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
     while not (out.exists() and any(p.name.startswith(".tmp-") for p in out.iterdir())):
-        assert time.time() < deadline and proc.poll() is None, "the clip never started"
-        time.sleep(0.2)
+        assert proc.poll() is None, "the render ended before its first clip started"
+        time.sleep(0.2)  # Blender's start-up takes what it takes on a busy machine: no deadline here
     jobs = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
     assert len(jobs) == 1  # the Blender job, in its own session
     return proc, jobs[0]
@@ -76,9 +75,9 @@ def test_killed_launcher_takes_its_blender_job_with_it(shared_asset, tmp_path):
     proc, job = render_with_clip_in_progress(shared_asset("fox.glb"), out, resolution=128, samples=256)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    deadline = time.time() + 3  # the job alone would render on for a minute
+    # The job alone would render on for minutes and then write its clip: it must end with no clip.
     while os.path.exists(f"/proc/{job}") and open(f"/proc/{job}/stat").read().split()[2] != "Z":
-        assert time.time() < deadline, "the Blender job outlived its launcher"
+        assert not [p for p in out.iterdir() if not p.name.startswith(".tmp-")], "the Blender job outlived its launcher"
         time.sleep(0.1)
 
 
@@ -89,4 +88,5 @@ def test_asset_names_that_need_changing_still_give_distinct_uids():
     assert uid_from_path("s3://bucket/assets/fox.gltf") == "fox"
     uids = [uid_from_path(p) for p in ("猫.glb", "狗.glb", "a.b.glb", "a.c.glb", "a-b.glb", "a b.glb")]
     assert len(set(uids)) == len(uids) and all("." not in u and u for u in uids)
-    assert uid_from_path("猫.glb") == uid_from_path("/elsewhere/猫.glb")  # stable
+    assert uid_from_path("猫.glb") == uid_from_path("/elsewhere/猫.glb") == "猫"  # stable, readable
+    assert uid_from_path("a.b.glb").startswith("a-b-") and uid_from_path("été 2.glb").startswith("été-2-")
