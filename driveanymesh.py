@@ -55,7 +55,6 @@ def _cmd_demo_assets(args) -> int:
 
 
 def _cmd_run(args) -> int:
-    from curation import audit
     from curation.driver import run
     from curation.pipeline_config import load_pipeline
 
@@ -66,8 +65,8 @@ def _cmd_run(args) -> int:
         overrides.append(f"source.objaverse.uids_file={args.uids}")
     pipe = load_pipeline(args.pipeline, args.pipelines_file, overrides)
     out = run(pipe, args.out, ray_address=args.ray_address, workers=args.workers, overrides=overrides,
-              retry_errors=args.retry_errors)
-    print(audit.summary(audit.AuditLog(out["out"]).rows()))
+              retry_errors=args.retry_errors, allow_config_change=args.allow_config_change)
+    print(out["summary"])
     print(f"\nshards ({len(out['shards'])}):")
     for s in out["shards"]:
         print(f"  {s}")
@@ -267,9 +266,13 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override one pipeline setting for this run (repeatable), checked like the YAML and "
                         "recorded in run.json, e.g. --set source.path=s3://bucket/assets/ --set render.samples=64")
-    p.add_argument("--retry-errors", action="store_true",
-                   help="process again the assets that ended in an error (download, crash, timeout, lost "
-                        "worker) instead of counting them as finished")
+    p.add_argument("--retry-errors", nargs="?", const="transient", choices=["transient", "all"],
+                   help="process again the assets that ended in a transient error (download_failed, "
+                        "worker_lost, timeout, out_of_memory) instead of counting them as finished; "
+                        "'--retry-errors all': every asset that ended in an error. The audit keeps every attempt")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="resume into an output made with other settings (recorded in run.json); without it "
+                        "such a run stops and names what changed")
     p.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS, else embedded)")
     p.add_argument("--workers", type=int, default=0, help="embedded Ray: CPUs to use (default: all)")
     p.add_argument("--limit", type=int, help="objaverse source: at most N assets")
@@ -332,6 +335,7 @@ def main(argv=None) -> int:
     ev.set_defaults(func=_cmd_eval)
 
     args = ap.parse_args(argv)
+    from curation.output_lock import OutputLocked
     # SIGTERM unwinds like Ctrl-C, so running Blender jobs are killed rather than orphaned.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
@@ -339,7 +343,7 @@ def main(argv=None) -> int:
     except PipelineConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (ValueError, ConnectionError) as exc:
+    except (ValueError, ConnectionError, OutputLocked) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,18 +1,29 @@
 """The audit log: one row per (uid, animation, stage) with status, deciding rule, reasons and every
 measured value, so a user can answer "why was X dropped" and "how many did each rule drop".
 
-Rows go to the journal as results arrive, through the run's `Store` (a folder or an object store):
-`audit/journal-NNNNNN.jsonl` segments, each rewritten whole (one atomic write) whenever rows are added
-until it holds `SEGMENT_ROWS`, then a new one starts; a restarted run starts a new segment. A kill
-therefore loses no recorded decision and never leaves a torn line, and an object store (no appends)
-needs no special case. `audit.parquet` is rebuilt from the journal, keeping the last row per (uid,
-animation, stage), so an asset redone after a kill is counted once. Stages: metadata (source rules),
-download, render (failures and skipped animations), filter (accepted / rejected clips, with the
-label and split), asset (the marker that an asset is finished, with its timings, node and host).
+Rows go to the journal as results arrive, through the run's `Store`: `audit/journal-NNNNNN.jsonl`
+segments of at most `SEGMENT_ROWS` rows, a new one per run. On a POSIX filesystem rows are appended
+and fsynced (O(1) per asset); a kill can tear at most the last line, which the reader skips with a
+warning (its asset has no finished row, so it is done again), and since a restarted run writes a new
+segment the next row is never joined to it. An object store has no appends: there rows are buffered
+and the current segment is rewritten whole (one atomic PUT) at most every `flush_every_s`, and always
+before a shard is committed (`flush`), so the manifest never holds a clip the journal lacks.
+
+Every attempt is kept: a row carries the `attempt` it belongs to (an asset processed again after an
+error, or after a kill, gets the next number). `latest` keeps the rows of each asset's last attempt,
+the last one per (animation, stage): what the parquet marks `final`, the summary counts and a resume
+trusts. Stages: metadata (source rules), download, render (failures and skipped animations), filter
+(accepted / rejected clips, with the label and split), asset (the marker that an asset is finished,
+with its timings, node and host; on an error its `rule` is the first error and `values.transient`
+says whether a later run may retry it: see TRANSIENT).
 """
 from __future__ import annotations
 
 import json
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -20,53 +31,124 @@ import pyarrow.parquet as pq
 from dataset.storage import Store
 
 JOURNAL_DIR, TABLE = "audit", "audit.parquet"
-SEGMENT_ROWS = 2000  # bounds what one record() rewrites
+SEGMENT_ROWS = 2000  # bounds what one object-store flush rewrites
+# Errors that say nothing about the asset: the network, a lost node, a busy machine. `run
+# --retry-errors` processes assets that ended in one of these again (`--retry-errors all`: any error).
+TRANSIENT = ("download_failed", "worker_lost", "timeout", "out_of_memory")
 COLUMNS = ["uid", "animation", "animation_index", "stage", "status", "rule", "reasons", "label", "split",
-           "key", "values", "timings", "node_id", "host", "config_hash"]
+           "key", "values", "timings", "node_id", "host", "config_hash", "attempt"]
 
 
 def row(uid: str, stage: str, status: str, rule: str | None = None, reasons: list[str] | None = None,
         values: dict | None = None, animation: str | None = None, animation_index: int | None = None,
         **extra) -> dict:
+    # uid first: the reader finds a row that follows a torn line by it
     return {"uid": uid, "animation": animation, "animation_index": animation_index, "stage": stage,
             "status": status, "rule": rule, "reasons": reasons or [], "values": values or {}, **extra}
 
 
 class AuditLog:
-    def __init__(self, out: Store | str, config_hash: str = ""):
+    def __init__(self, out: Store | str, config_hash: str = "", flush_every_s: float = 2.0):
         self.store = out if isinstance(out, Store) else Store(out)
         self.config_hash = config_hash
+        self.flush_every_s = flush_every_s
+        self.torn = 0                     # torn lines the last read skipped
         self._segment: str | None = None
-        self._lines: list[str] = []
+        self._lines: list[str] = []       # object store: the current segment's lines, to rewrite it
+        self._count = 0                   # rows in the current segment
+        self._file = None                 # the current segment, open for appending (POSIX)
+        self._dirty, self._flushed = False, 0.0
 
     def segments(self) -> list[str]:
         return [p for p in self.store.list(JOURNAL_DIR) if p.rsplit("/", 1)[-1].startswith("journal-")
                 and p.endswith(".jsonl")]
 
-    def record(self, rows: list[dict]) -> None:
-        if self._segment is None or len(self._lines) >= SEGMENT_ROWS:
+    def _next_segment(self) -> None:
+        self.flush()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._segment is None:
             done = self.segments()
-            n = int(done[-1].rsplit("-", 1)[-1].split(".")[0]) + 1 if done else 0
-            self._segment, self._lines = f"{JOURNAL_DIR}/journal-{n:06d}.jsonl", []
-        self._lines += [json.dumps({**r, "config_hash": self.config_hash}) + "\n" for r in rows]
-        self.store.write(self._segment, "".join(self._lines).encode())
+            self._n = int(done[-1].rsplit("-", 1)[-1].split(".")[0]) + 1 if done else 0
+        else:
+            self._n += 1
+        self._segment, self._lines, self._count = f"{JOURNAL_DIR}/journal-{self._n:06d}.jsonl", [], 0
+        if self.store.local:
+            path = self.store.url(self._segment)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            self._file = open(path, "a", encoding="utf-8")
+
+    def record(self, rows: list[dict]) -> None:
+        if self._segment is None or self._count >= SEGMENT_ROWS:
+            self._next_segment()
+        lines = [json.dumps({**r, "config_hash": self.config_hash}) + "\n" for r in rows]
+        self._count += len(lines)
+        if self._file is not None:  # one write per asset, on disk before the next asset counts
+            self._file.write("".join(lines))
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        else:
+            self._lines += lines
+            self._dirty = True
+            self.flush_if_due()
+
+    def flush_if_due(self) -> None:
+        """Object store: write the buffered rows if the last write is `flush_every_s` old (the
+        driver calls this while it waits, so rows are never held longer than that and a wait)."""
+        if self._dirty and time.monotonic() - self._flushed >= self.flush_every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Object store: the buffered rows, written now (POSIX rows are on disk already)."""
+        if self._dirty and self._segment is not None:
+            self.store.write(self._segment, "".join(self._lines).encode())
+            self._dirty = False
+        self._flushed = time.monotonic()
+
+    def close(self) -> None:
+        self.flush()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def iter_rows(self):
+        """Every journal row in the order recorded, all attempts; torn lines skipped with a warning."""
+        self.torn = 0
+        for seg in self.segments():
+            for line in self.store.read(seg).decode("utf-8", errors="replace").splitlines():
+                if not line.strip():
+                    continue
+                try:
+                    yield json.loads(line)
+                    continue
+                except ValueError:
+                    pass
+                self.torn += 1
+                warnings.warn(f"{self.store.url(seg)}: skipped a torn journal line (a run was killed while "
+                              f"writing it; that asset is processed again): {line[:120]!r}", stacklevel=2)
+                # a row written straight after the torn text (no newline between) is kept
+                at = line.find('{"uid": ', 1)
+                if at > 0:
+                    try:
+                        yield json.loads(line[at:])
+                    except ValueError:
+                        pass
 
     def rows(self) -> list[dict]:
-        """Journal rows in the order recorded, the last one per (uid, animation index, stage)."""
-        latest: dict[tuple, dict] = {}
-        for seg in self.segments():
-            for line in self.store.read(seg).decode().splitlines():
-                r = json.loads(line)
-                latest[(r["uid"], r.get("animation_index"), r["stage"])] = r
-        return list(latest.values())
+        """The final rows (see `latest`)."""
+        return latest(self.iter_rows())
 
     def finished_uids(self) -> set[str]:
         return {r["uid"] for r in self.rows() if r["stage"] == "asset"}
 
     def write_parquet(self, rows: list[dict] | None = None) -> str:
-        """`rows`: the journal's rows when the caller has read them already."""
-        rows = self.rows() if rows is None else rows
+        """Every attempt, with `final` marking the rows `latest` keeps. `rows`: all journal rows when
+        the caller has read them already."""
+        rows = list(self.iter_rows()) if rows is None else rows
+        final = {id(r) for r in latest(rows)}
         cols = {c: [r.get(c) for r in rows] for c in COLUMNS}
+        cols["attempt"] = [r.get("attempt", 1) for r in rows]
         # values and timings vary per rule: JSON text keeps every value; the measured scalars are
         # also flattened to typed columns (value.<name>) so DuckDB/pandas can filter and plot them.
         cols["values"] = [json.dumps(v or {}) for v in cols["values"]]
@@ -75,13 +157,79 @@ class AuditLog:
                           if isinstance(v, (int, float)) and not isinstance(v, bool)})
         table = pa.table({
             **{c: pa.array(cols[c], type=pa.list_(pa.string()) if c == "reasons" else
-                           pa.int64() if c == "animation_index" else pa.string()) for c in COLUMNS},
+                           pa.int64() if c in ("animation_index", "attempt") else pa.string()) for c in COLUMNS},
+            "final": pa.array([id(r) in final for r in rows], pa.bool_()),
             **{f"value.{k}": pa.array([_num((r.get("values") or {}).get(k)) for r in rows], pa.float64())
                for k in scalars}})
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
         self.store.write(TABLE, sink.getvalue().to_pybytes())
         return self.store.url(TABLE)
+
+
+def latest(rows) -> list[dict]:
+    """The rows of each asset's last attempt, the last one per (animation index, stage), in the
+    order recorded; metadata rows (the source's decisions, recorded again by every run) the last
+    one per uid."""
+    last: dict[tuple, dict] = {}
+    attempt: dict[str, int] = {}
+    for r in rows:
+        a = 0 if r["stage"] == "metadata" else r.get("attempt", 1)
+        if a and a > attempt.get(r["uid"], 0):
+            attempt[r["uid"]] = a
+        last.pop((r["uid"], r.get("animation_index"), r["stage"]), None)  # keeps recorded order
+        last[(r["uid"], r.get("animation_index"), r["stage"])] = r
+    return [r for r in last.values()
+            if r["stage"] == "metadata" or r.get("attempt", 1) == attempt.get(r["uid"])]
+
+
+@dataclass
+class ResumeState:
+    """What a restarted run needs from the journal, built in one pass and kept small."""
+    attempts: dict[str, int] = field(default_factory=dict)         # uid -> last attempt number
+    finished: dict[str, dict] = field(default_factory=dict)        # uid -> its final asset row's status, rule, transient
+    accepted: dict[str, dict[str, tuple]] = field(default_factory=dict)  # uid -> key -> (label, split, bytes)
+    metadata: set[str] = field(default_factory=set)                # uids with a metadata row
+    rows: int = 0
+
+    def done(self, retry: str | None = None) -> set[str]:
+        """Uids that count as finished. `retry`: "transient" or "all" errors are not."""
+        def again(f):
+            return f["status"] == "error" and (retry == "all" or (retry == "transient" and f["transient"]))
+        return {u for u, f in self.finished.items() if not again(f)}
+
+    def accepted_keys(self, uids: set[str]) -> dict[str, tuple]:
+        return {k: v for u in uids for k, v in self.accepted.get(u, {}).items()}
+
+
+def resume_state(rows) -> ResumeState:
+    s = ResumeState()
+    for r in rows:
+        s.rows += 1
+        uid = r["uid"]
+        if r["stage"] == "metadata":
+            s.metadata.add(uid)
+            continue
+        a = r.get("attempt", 1)
+        if a > s.attempts.get(uid, 0):  # a new attempt replaces what the old one decided
+            s.attempts[uid] = a
+            s.finished.pop(uid, None)
+            s.accepted.pop(uid, None)
+        elif a < s.attempts[uid]:
+            continue
+        if r["stage"] == "filter" and r.get("key"):
+            keys = s.accepted.setdefault(uid, {})
+            if r["status"] == "accepted":
+                keys[r["key"]] = (r.get("label"), r.get("split"), (r.get("values") or {}).get("staged_bytes", 0))
+            else:
+                keys.pop(r["key"], None)
+        elif r["stage"] == "asset":
+            s.finished[uid] = {"status": r["status"], "rule": r.get("rule"),
+                               "transient": bool((r.get("values") or {}).get("transient"))}
+    for uid in list(s.accepted):  # an attempt without its asset row was cut short: nothing of it counts
+        if uid not in s.finished:
+            del s.accepted[uid]
+    return s
 
 
 def _num(v):

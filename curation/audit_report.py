@@ -1,5 +1,9 @@
 """A static HTML page for a run's audit: counts per rule, contact sheets of accepted clips and of
-rejected clips per rule, and a histogram of each filter value with its threshold drawn."""
+rejected clips per rule, and a histogram of each filter value with its threshold drawn.
+
+A sheet shows a seeded sample of at most `SHEET_SAMPLES` clips per rule (the same clips every time
+for the same audit), so the page stays the same size for 10 clips or 50,000; the full list of any
+rule is a query on audit.parquet away."""
 from __future__ import annotations
 
 import html
@@ -13,7 +17,10 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from curation.audit import AuditLog  # noqa: E402
+from curation.clip_processing import thumb_path  # noqa: E402
 from dataset.storage import Store  # noqa: E402
+
+SHEET_SAMPLES = 48  # clips shown per contact sheet
 
 # (audit value, its threshold from the run's resolved pipeline, what it is)
 HISTOGRAMS = [
@@ -38,7 +45,6 @@ def write_report(out: Store | str, rows: list[dict] | None = None) -> str:
     store = out if isinstance(out, Store) else Store(out)
     rows = AuditLog(store).rows() if rows is None else rows
     run = json.loads(store.read("run.json"))
-    thumbs = {p.rsplit("/", 1)[-1][: -len(".png")] for p in store.list("thumbs") if p.endswith(".png")}
     clips = [r for r in rows if r["stage"] == "filter"]
     parts = [f"<h1>Audit: {html.escape(run['pipeline']['name'])}</h1>",
              f"<p>config {run['config_hash']} &middot; {len({r['uid'] for r in rows})} assets &middot; "
@@ -50,13 +56,13 @@ def write_report(out: Store | str, rows: list[dict] | None = None) -> str:
             parts.append(f"<img src='{name}' alt='{html.escape(value)}'>")
     parts.append("</div>")
     accepted = [r for r in clips if r["status"] == "accepted"]
-    parts.append(_sheet(f"Accepted clips ({len(accepted)})", accepted, thumbs))
+    parts.append(_sheet("Accepted clips", accepted, store))
     by_rule = defaultdict(list)
     for r in clips:
         if r["status"] != "accepted":
             by_rule[r.get("rule") or "?"].append(r)
     for rule, rs in sorted(by_rule.items()):
-        parts.append(_sheet(f"Rejected by {rule} ({len(rs)})", rs, thumbs))
+        parts.append(_sheet(f"Rejected by {rule}", rs, store))
     parts.append(_failures(rows))
     store.write("report/index.html", _PAGE.format(body="\n".join(parts)).encode())
     return store.url("report/index.html")
@@ -89,12 +95,19 @@ def _histogram(clips: list[dict], value: str, threshold, title: str, store: Stor
     return name
 
 
-def _sheet(title: str, rows: list[dict], thumbs: set[str]) -> str:
+def _sheet(title: str, rows: list[dict], store: Store) -> str:
+    keyed = sorted(rows, key=lambda r: r.get("key") or "")
+    if len(keyed) > SHEET_SAMPLES:  # seeded: the same audit shows the same clips
+        import random
+        keyed = sorted(random.Random(0).sample(keyed, SHEET_SAMPLES), key=lambda r: r.get("key") or "")
+        title = f"{title} ({len(rows)}; a sample of {SHEET_SAMPLES})"
+    else:
+        title = f"{title} ({len(rows)})"
     cells = []
-    for r in sorted(rows, key=lambda r: r.get("key") or ""):
+    for r in keyed:
         key = r.get("key") or f"{r['uid']}_{r.get('animation_index')}"
-        img = (f"<img src='../thumbs/{key}.png'>" if key in thumbs
-               else "<div class='missing'>no thumbnail</div>")
+        rel = thumb_path(key)
+        img = (f"<img src='../{rel}'>" if store.exists(rel) else "<div class='missing'>no thumbnail</div>")
         tip = html.escape("; ".join(r.get("reasons") or []) or f"{r.get('label', '')} {r.get('split', '')}")
         cells.append(f"<figure title='{tip}'>{img}<figcaption>{html.escape(key)}<br>"
                      f"{html.escape(str(r.get('animation') or ''))}</figcaption></figure>")

@@ -31,6 +31,14 @@ def load_clip(clip_dir: str) -> dict:
 THUMB_VIEW = 64  # pixels per view in the report's thumbnails
 
 
+def thumb_path(key: str) -> str:
+    """`thumbs/<2 hex digits>/<key>.png`: 256 folders, so no folder holds 50k files (listing one,
+    or browsing one, stays quick on every filesystem and object store)."""
+    import hashlib
+
+    return f"thumbs/{hashlib.sha1(key.encode()).hexdigest()[:2]}/{key}.png"
+
+
 def write_thumbnail(clip: dict, store: Store, rel: str) -> None:
     """First, middle and last keyframe (rows), views side by side, on white: what the report shows."""
     T = len(clip["frames"])
@@ -50,7 +58,7 @@ def write_thumbnail(clip: dict, store: Store, rel: str) -> None:
 def process_clip(clip_dir: str, filters: FilterSettings, test_fraction: float, min_points: int,
                  extra_meta: dict, out: Store | None = None) -> tuple[dict, dict | None]:
     """(the filter-stage audit row, the shard sample or None when rejected). With `out`, the clip's
-    thumbnail goes to `thumbs/<key>.png` there.
+    thumbnail goes to `thumb_path(key)` there.
 
     The row's timings split the work into load, thumbnail, filters, subdivision and encoding.
     """
@@ -59,7 +67,7 @@ def process_clip(clip_dir: str, filters: FilterSettings, test_fraction: float, m
     meta = clip["meta"]
     t1 = time.perf_counter()
     if out is not None:
-        write_thumbnail(clip, out, f"thumbs/{meta['key']}.png")
+        write_thumbnail(clip, out, thumb_path(meta["key"]))
     t2 = time.perf_counter()
     status, rule, results, label = run_filters(clip, filters)
     timings = {"load": t1 - t0, "thumbnail": t2 - t1, "filters": time.perf_counter() - t2}

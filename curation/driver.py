@@ -10,6 +10,11 @@ cluster (an autoscaler sees the demand). A lost worker is retried, then recorded
 a recorded decision. Resumable: finished assets are read back from the audit journal and skipped, and
 what a killed run left half written is reconciled, so every accepted clip lands in exactly one shard;
 at the end the accepted keys of the audit are checked against the manifest.
+
+Built to keep up with a large cluster: per finished asset the driver appends its rows to the journal,
+adds its accepted keys to the planner and, per shard, writes one small manifest entry, all O(1); the
+journal is read once when a run starts (into a compact `ResumeState`) and once at the end (for the
+table, the report and the check). One driver per output (`OutputLock`).
 """
 from __future__ import annotations
 
@@ -29,8 +34,10 @@ from tqdm import tqdm
 from curation import audit
 from curation.audit_report import write_report
 from curation.clip_processing import process_clip
-from curation.pipeline_config import Pipeline
-from dataset.shard_writer import MANIFEST, STAGING, ShardPlanner, read_tar_samples, stage_sample, write_shard
+from curation.output_lock import OutputLock
+from curation.pipeline_config import HASH_EXCLUDES, Pipeline
+from dataset.shard_writer import STAGING, ShardPlanner, load_manifest, read_tar_samples, stage_sample, \
+    staged_path, write_shard
 from dataset.storage import TMP_MARK, Store, fetch_to, is_url
 from render.launcher import render_asset, uid_from_path
 
@@ -67,12 +74,13 @@ def process_asset(task: AssetTask, pipe: Pipeline, out: Store) -> list[dict]:
              **{k: task.info[k] for k in ("name", "author", "viewerUrl") if task.info.get(k)}}
     work = tempfile.mkdtemp(prefix=f"dam-{task.uid}-")  # node-local scratch
     clips = accepted = 0
+    downloaded = None
     try:
         path = task.path
         try:
             if path is None:
                 from curation.objaverse_source import fetch
-                path = fetch(task.uid)
+                path = downloaded = fetch(task.uid, pipe.source.objaverse)
             elif is_url(path):
                 os.makedirs(os.path.join(work, "input"))
                 path = fetch_to(path, os.path.join(work, "input"))
@@ -85,7 +93,8 @@ def process_asset(task: AssetTask, pipe: Pipeline, out: Store) -> list[dict]:
             job = pipe.job_settings()
             job.render.threads = pipe.ray.cpus_per_task
             t = time.perf_counter()
-            res = render_asset(path, os.path.join(work, "clips"), job, uid=task.uid, extra_meta=extra)
+            res = render_asset(path, os.path.join(work, "clips"), job, uid=task.uid, extra_meta=extra,
+                               memory_limit_bytes=pipe.ray.memory_bytes())
             timings["render"] = time.perf_counter() - t
             timings.update({f"render.{k}": v for k, v in res.timings.items()})
             if res.failure:
@@ -107,7 +116,7 @@ def process_asset(task: AssetTask, pipe: Pipeline, out: Store) -> list[dict]:
                                             animation_index=c["animation_index"], key=c["key"]), None
                 if sample is not None:
                     t_stage = time.perf_counter()
-                    stage_sample(out, row["label"], row["split"], sample)
+                    row["values"]["staged_bytes"] = stage_sample(out, row["label"], row["split"], sample)
                     row["timings"]["staging"] = time.perf_counter() - t_stage
                     accepted += 1
                 for k, v in (row.get("timings") or {}).items():
@@ -116,12 +125,23 @@ def process_asset(task: AssetTask, pipe: Pipeline, out: Store) -> list[dict]:
             timings["process"] = time.perf_counter() - t
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if downloaded and not pipe.source.objaverse.keep_downloads:
+            from curation.objaverse_source import evict
+            evict(downloaded)
     timings["total"] = time.perf_counter() - started
-    failed = any(r["status"] == "error" and r["stage"] in ("download", "render") for r in rows)
-    rows.append(audit.row(task.uid, "asset", "error" if failed else "done",
-                          values={"clips": clips, "accepted": accepted}, timings=timings))
+    rows.append(asset_row(task.uid, rows, {"clips": clips, "accepted": accepted}, timings))
     node = _node()
     return [{**r, **node} for r in rows]
+
+
+def asset_row(uid: str, rows: list[dict], values: dict | None = None, timings: dict | None = None) -> dict:
+    """The marker that an asset is finished: `error` when its download or render failed, with the
+    first error as its rule and whether a later run may retry it (every error transient)."""
+    errors = [r["rule"] for r in rows if r["status"] == "error" and r["stage"] in ("download", "render")]
+    if not errors:
+        return audit.row(uid, "asset", "done", values=values, timings=timings)
+    return audit.row(uid, "asset", "error", rule=errors[0], timings=timings,
+                     values={**(values or {}), "transient": all(e in audit.TRANSIENT for e in errors)})
 
 
 def _remove_stray_temporaries(out: Store) -> int:
@@ -179,34 +199,68 @@ def _connect(address: str | None, workers: int) -> None:
         # Ray turns token authentication on for a new instance and says so as a warning the user
         # has nothing to do about (setting RAY_AUTH_MODE here would be too late: Ray reads it at import)
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-        ray.init(address="local", num_cpus=workers or None, include_dashboard=False, log_to_driver=False)
+        for attempt in (1, 2):
+            try:
+                ray.init(address="local", num_cpus=workers or None, include_dashboard=False, log_to_driver=False)
+                return
+            except Exception as exc:
+                # Ray gives a new raylet a fixed 30 s to register, which a loaded machine can miss: once more
+                if attempt == 2 or "timed out during startup" not in str(exc):
+                    raise
+                ray.shutdown()
+                print("note: Ray's node did not register within 30 s (a busy machine?): starting it again", flush=True)
 
 
 def run(pipe: Pipeline, out_url: str, ray_address: str | None = None, workers: int = 0,
-        overrides: list[str] | None = None, retry_errors: bool = False) -> dict:
-    """`retry_errors`: assets that ended in an error (download, crash, timeout, lost worker, ...) are
-    processed again instead of counting as finished."""
+        overrides: list[str] | None = None, retry_errors: str | None = None,
+        allow_config_change: bool = False) -> dict:
+    """`retry_errors`: "transient" processes again the assets that ended in a transient error (see
+    audit.TRANSIENT), "all" every asset that ended in an error; None counts them as finished.
+    `allow_config_change`: resume into an output made with other settings (recorded in run.json)."""
+    out = Store(out_url)
+    with OutputLock(out) as lock:
+        if lock.taken_over:
+            print(f"note: took over the lock of a driver that is gone ({describe_holder(lock.taken_over)})", flush=True)
+        return _run(pipe, out, lock, ray_address, workers, overrides, retry_errors, allow_config_change)
+
+
+def describe_holder(holder: dict) -> str:
+    from curation.output_lock import describe
+    return describe(holder)
+
+
+def _run(pipe: Pipeline, out: Store, lock: OutputLock, ray_address: str | None, workers: int,
+         overrides: list[str] | None, retry_errors: str | None, allow_config_change: bool) -> dict:
     import ray
 
-    out = Store(out_url)
-    _refuse_changed_settings(out, pipe)
+    called = time.perf_counter()
+    before = _check_settings(out, pipe, allow_config_change)
     log = audit.AuditLog(out, pipe.config_hash())
-    previous = log.rows()
-    finished = {r["uid"] for r in previous if r["stage"] == "asset"}
-    if retry_errors:
-        finished -= {r["uid"] for r in previous if r["stage"] == "asset" and r["status"] == "error"}
-    planner = ShardPlanner(out, pipe.shards.max_samples)
-    planner.reconcile(_accepted_keys(previous, finished))
+    state = audit.resume_state(log.iter_rows())  # the journal, read once
+    if log.torn:
+        print(f"warning: {log.torn} torn journal line(s) skipped; their assets are processed again", flush=True)
+    finished = state.done(retry_errors)
+    planner = ShardPlanner(out, pipe.shards.max_samples, pipe.shards.bytes())
+    planner.reconcile(state.accepted_keys(finished))
     _remove_stray_temporaries(out)
     run_info = {"pipeline": dataclasses.asdict(pipe), "config_hash": pipe.config_hash(),
-                "overrides": list(overrides or [])}
+                "overrides": list(overrides or []), "retry_errors": retry_errors,
+                "config_changes": (before or {}).get("config_changes", [])}
+    if before and before.get("config_hash") != pipe.config_hash():
+        run_info["config_changes"].append({"from": before.get("config_hash"), "to": pipe.config_hash(),
+                                           "changed": _changes(before, pipe), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     out.write("run.json", json.dumps(run_info, indent=1).encode())
     tasks, meta_rows = tasks_for(pipe, out)
+    meta_rows = [r for r in meta_rows if r["uid"] not in state.metadata]  # a resume records them once
     if meta_rows:
         log.record(meta_rows)
     todo = [t for t in tasks if t.uid not in finished]
+    attempts = {t.uid: state.attempts.get(t.uid, 0) + 1 for t in todo}
+    del state
 
+    t = time.perf_counter()
     _connect(ray_address or os.environ.get("RAY_ADDRESS"), workers)
+    ray_connect = time.perf_counter() - t
     demand = task_demand(pipe)
     remote = ray.remote(process_asset).options(
         num_cpus=pipe.ray.cpus_per_task, num_gpus=pipe.ray.gpus_per_task, memory=pipe.ray.memory_bytes() or None,
@@ -217,21 +271,24 @@ def run(pipe: Pipeline, out_url: str, ray_address: str | None = None, workers: i
     _warn_if_unschedulable(demand, ray_address or os.environ.get("RAY_ADDRESS"))
 
     started = time.perf_counter()
-    driver_timings = {"pack_tasks": 0.0, "pack_commit": 0.0}  # shard writing (on nodes); manifest commits
+    # startup: from the call to the first submit (journal, manifest, reconcile, Ray); loop: submitting
+    # and collecting; pack_tasks: shard writing (on nodes); pack_commit: manifest entries
+    driver_timings = {"startup": started - called, "ray_connect": ray_connect, "pack_tasks": 0.0, "pack_commit": 0.0}
     counts = {"accepted": 0, "rejected": 0, "failed": 0}
     bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc=f"{pipe.name}", unit="asset")
     renders: dict = {}
     packs: dict = {}
     queue = list(reversed(todo))
+    del todo, tasks
     bound, checked = 0, -RESOURCES_EVERY_S
 
-    def submit_packs(final: bool = False) -> None:
-        for job in planner.next_shards(final):
-            packs[packer.remote(out_ref, *job)] = job
-
     while True:
+        log.flush_if_due()
+        if lock.lost:
+            raise RuntimeError(f"another driver took over {out.root} (this one missed its heartbeats): stopping")
         if len(packs) < PACKS_IN_FLIGHT:
-            submit_packs(final=not queue and not renders)
+            for job in planner.next_shards(final=not queue and not renders):
+                packs[packer.remote(out_ref, *job)] = job
         if not (queue or renders or packs):
             break
         if time.perf_counter() - checked >= RESOURCES_EVERY_S:  # the live cluster, not its size at start
@@ -241,7 +298,10 @@ def run(pipe: Pipeline, out_url: str, ray_address: str | None = None, workers: i
         while queue and len(renders) < bound:
             t = queue.pop()
             renders[remote.remote(t, pipe_ref, out_ref)] = t
-        ready, _ = ray.wait(list(renders) + list(packs), num_returns=1, timeout=RESOURCES_EVERY_S)
+        waiting = list(renders) + list(packs)
+        ready, rest = ray.wait(waiting, num_returns=1, timeout=RESOURCES_EVERY_S, fetch_local=False)
+        if ready and rest:  # everything else already done too: one pass handles them all
+            ready += ray.wait(rest, num_returns=len(rest), timeout=0, fetch_local=False)[0]
         for ref in ready:
             if ref in packs:
                 job = packs.pop(ref)
@@ -251,6 +311,7 @@ def run(pipe: Pipeline, out_url: str, ray_address: str | None = None, workers: i
                 except ray.exceptions.RayError as exc:  # storage failing past the retries: stop, resumable
                     raise RuntimeError(f"writing shard {job[0]} to {out.root} failed: {exc}") from exc
                 driver_timings["pack_tasks"] += entry["seconds"]
+                log.flush()  # the journal holds every key of the shard before the manifest lists it
                 planner.commit(entry)
                 driver_timings["pack_commit"] += time.perf_counter() - t
                 continue
@@ -258,49 +319,65 @@ def run(pipe: Pipeline, out_url: str, ray_address: str | None = None, workers: i
             try:
                 rows = ray.get(ref)
             except Exception as exc:  # the worker was lost past its retries
-                rows = [audit.row(task.uid, "render", "error", rule="worker_lost", reasons=[str(exc)[-500:]]),
-                        audit.row(task.uid, "asset", "error")]
+                lost = audit.row(task.uid, "render", "error", rule="worker_lost", reasons=[str(exc)[-500:]])
+                rows = [lost, asset_row(task.uid, [lost])]
+            for r in rows:
+                r["attempt"] = attempts.get(task.uid, 1)
             log.record(rows)
+            surplus = []
             for r in rows:
                 if r["stage"] == "filter":
                     counts["accepted" if r["status"] == "accepted" else "rejected"] += 1
-                    if r["status"] == "accepted":
-                        planner.add(r["label"], r["split"], r["key"])
+                    if r["status"] == "accepted" and not planner.add(r["label"], r["split"], r["key"],
+                                                                     r["values"].get("staged_bytes", 0)):
+                        surplus.append(staged_path(r["label"], r["split"], r["key"]))
                 elif r["stage"] == "render" and r["status"] == "rejected":
                     counts["rejected"] += 1
                 elif r["status"] == "error" and r["stage"] != "asset":
                     counts["failed"] += 1
+            out.delete(surplus)  # a clip already in a shard, made again: its new staged copy goes
             bar.update(1)
-            bar.set_postfix(counts)
+            bar.set_postfix(counts, refresh=False)
     bar.close()
+    driver_timings["loop"] = time.perf_counter() - started
+    log.close()
+    planner.consolidate()
     t = time.perf_counter()
-    rows = log.rows()  # read once for the table, the report and the check
-    table = log.write_parquet(rows)
+    every = list(log.iter_rows())  # read once for the table, the report and the check
+    table = log.write_parquet(every)
+    rows = audit.latest(every)
+    del every
     report = write_report(out, rows)
     driver_timings["audit_and_report"] = time.perf_counter() - t
     driver_timings["wall"] = time.perf_counter() - started
     out.write("run.json", json.dumps({**run_info, "driver_timings": driver_timings}, indent=1).encode())
     check = check_outputs(out, rows=rows)
     return {"counts": counts, "manifest": planner.url, "audit": table, "out": out.root, "report": report,
-            "shards": [out.url(s["path"]) for s in planner.manifest["shards"]], "check": check}
+            "shards": [out.url(s["path"]) for s in planner.manifest["shards"]], "check": check,
+            "summary": audit.summary(rows)}
 
 
-def _refuse_changed_settings(out: Store, pipe: Pipeline) -> None:
-    """Resuming into an output made with other settings would mix two datasets in one: refused,
-    naming what changed. What `config_hash` leaves out (where tasks run, where assets are read from,
-    how many are taken) may change."""
+def _check_settings(out: Store, pipe: Pipeline, allow: bool) -> dict | None:
+    """The output's run.json (None for a new output). Resuming into an output made with other
+    settings would mix two datasets in one: refused, naming what changed, unless `allow`. What
+    `config_hash` leaves out (where tasks run, where assets are read from, how many are taken, shard
+    sizes) may change."""
     if not out.exists("run.json"):
-        return
+        return None
     before = json.loads(out.read("run.json"))
-    if before.get("config_hash") == pipe.config_hash():
-        return
-    old, new = _flat(before.get("pipeline", {})), _flat(dataclasses.asdict(pipe))
-    changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
-               if old.get(k) != new.get(k) and not k.startswith("ray.")
-               and k not in ("source.path", "source.objaverse.limit", "source.objaverse.uids_file")]
+    if before.get("config_hash") == pipe.config_hash() or allow:
+        return before
     raise ValueError(f"{out.root} holds a run made with other settings (config {before.get('config_hash')}, "
-                     f"now {pipe.config_hash()}): {'; '.join(changed) or 'see run.json'}. Use a new --out, or "
-                     "the same settings to resume")
+                     f"now {pipe.config_hash()}): {'; '.join(_changes(before, pipe)) or 'see run.json'}. Use a new "
+                     "--out, the same settings to resume, or --allow-config-change to go on with the new ones "
+                     "(clips made before keep their settings; run.json records the change)")
+
+
+def _changes(before: dict, pipe: Pipeline) -> list[str]:
+    old, new = _flat(before.get("pipeline", {})), _flat(dataclasses.asdict(pipe))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+            if old.get(k) != new.get(k) and not any(k == x or (x.endswith(".") and k.startswith(x))
+                                                    for x in HASH_EXCLUDES)]
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -308,10 +385,6 @@ def _flat(d: dict, prefix: str = "") -> dict:
     for k, v in d.items():
         out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
     return out
-
-
-def _accepted_keys(rows: list[dict], finished: set[str]) -> set[str]:
-    return {r["key"] for r in rows if r["stage"] == "filter" and r["status"] == "accepted" and r["uid"] in finished}
 
 
 def _warn_if_unschedulable(demand: dict[str, float], address: str | None) -> None:
@@ -338,8 +411,8 @@ def check_outputs(out: Store, verify_bytes: bool = False, rows: list[dict] | Non
     problems = []
     rows = audit.AuditLog(out).rows() if rows is None else rows
     finished = {r["uid"] for r in rows if r["stage"] == "asset"}
-    accepted = _accepted_keys(rows, finished)
-    manifest = json.loads(out.read(MANIFEST)) if out.exists(MANIFEST) else {"shards": []}
+    accepted = {r["key"] for r in rows if r["stage"] == "filter" and r["status"] == "accepted" and r["uid"] in finished}
+    manifest = load_manifest(out)
     listed: dict[str, str] = {}
     for s in manifest["shards"]:
         for k in s["keys"]:

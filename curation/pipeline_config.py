@@ -47,7 +47,12 @@ class SplitSettings:
 
 @dataclass
 class ShardSettings:
-    max_samples: int = 64       # clips per shard
+    max_samples: int = 64       # clips per shard, at most
+    # bytes per shard, at most (a 100k-vertex clip is ~36 MB: 64 of them would be GBs); "" = no bound
+    max_bytes: str = "1GB"
+
+    def bytes(self) -> int:
+        return parse_bytes(self.max_bytes) if self.max_bytes else 0
 
 
 @dataclass
@@ -55,7 +60,7 @@ class RaySettings:
     """What one render task asks Ray for: the scheduler (and an autoscaler) sees exactly this."""
     cpus_per_task: int = 1      # CPUs one render task reserves (its Blender render threads)
     gpus_per_task: float = 0.0  # > 0: Cycles renders on the task's GPU (render.device must be GPU)
-    memory_per_task: str = ""   # memory one task reserves, e.g. "8GiB" ("" = none reserved)
+    memory_per_task: str = ""   # memory one task reserves and its Blender job may use, e.g. "8GiB" ("" = none)
     resources_per_task: dict[str, float] = field(default_factory=dict)  # custom node resources
     max_in_flight: int = 0      # tasks submitted at once; 0 = twice the task slots of the live cluster
     retries: int = 2            # re-runs of a task whose worker died
@@ -74,6 +79,11 @@ def parse_bytes(text: str) -> int:
     if not m or m.group(2).lower() not in _UNITS:
         raise ValueError(f"not a size: {text!r} (examples: 8GiB, 500MB, 1073741824)")
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+# Settings that do not change what a clip is: a run may resume with them changed.
+OBJAVERSE_HASH_EXCLUDES = ("limit", "uids_file", "download_timeout_s", "download_retries", "keep_downloads")
+HASH_EXCLUDES = ("ray.", "shards.", "source.path", *(f"source.objaverse.{k}" for k in OBJAVERSE_HASH_EXCLUDES))
 
 
 @dataclass
@@ -95,14 +105,15 @@ class Pipeline:
 
     def config_hash(self) -> str:
         """Short sha256 of the settings that decide how clips are made, recorded with every output
-        they produced. Where things are and how many are taken are left out (`ray`: where and how
-        many tasks run; `source.path`: where the asset files are read from; the objaverse `limit` and
-        `uids_file` of a partial rebuild), so the same assets made into clips on a laptop from a
-        folder and on a cluster from a bucket carry the same hash, and a partial rebuild can grow."""
-        settings = {k: v for k, v in dataclasses.asdict(self).items() if k != "ray"}
+        they produced. Where things are, how many are taken and how they are packed are left out
+        (HASH_EXCLUDES: where and how many tasks run, where the asset files are read from and how
+        they are downloaded, the objaverse `limit` and `uids_file` of a partial rebuild, shard sizes),
+        so the same assets made into clips on a laptop from a folder and on a cluster from a bucket
+        carry the same hash, and a partial rebuild can grow."""
+        settings = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("ray", "shards")}
         settings["source"].pop("path")
-        for key in ("limit", "uids_file"):
-            settings["source"]["objaverse"].pop(key)
+        for key in OBJAVERSE_HASH_EXCLUDES:
+            settings["source"]["objaverse"].pop(key, None)
         blob = json.dumps(settings, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -138,6 +149,7 @@ def load_pipeline(name: str, path: str = DEFAULT_FILE, overrides: list[str] | No
         pipe.render.validate()
         pipe.keyframes.validate()
         pipe.ray.memory_bytes()
+        pipe.shards.bytes()
     except ValueError as exc:
         raise PipelineConfigError(f"{where}: {exc}") from None
     if (pipe.render.device == "GPU") != (pipe.ray.gpus_per_task > 0):

@@ -4,10 +4,9 @@ lists, optionally only one split or one label and split: `.../manifest.json#trai
 `.../manifest.json#textured/test`."""
 from __future__ import annotations
 
-import json
-
 from braceexpand import braceexpand
 
+from dataset.shard_writer import load_manifest
 from dataset.storage import Store, register_with_webdataset
 
 
@@ -27,7 +26,9 @@ def manifest_shards(manifest_url: str, part: str = "") -> list[str]:
     """The shards a manifest lists (URLs beside it), filtered by `split` or `label/split`."""
     folder = manifest_url.rsplit("/", 1)[0] if "/" in manifest_url else "."
     store = Store(folder)
-    manifest = json.loads(store.read(manifest_url.rsplit("/", 1)[-1]))
+    if not store.exists(manifest_url.rsplit("/", 1)[-1]):
+        raise FileNotFoundError(f"{manifest_url}: no such manifest")
+    manifest = load_manifest(store)  # manifest.json plus shards committed since it was rewritten
     label, _, split = part.rpartition("/")
     chosen = [s for s in manifest["shards"] if (not split or s["split"] == split) and (not label or s["label"] == label)]
     if not chosen:

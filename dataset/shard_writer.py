@@ -3,17 +3,22 @@
 
 Workers stage each accepted clip as a one-sample tar at `staging/<label>/<split>/<key>.tar`. The
 driver's `ShardPlanner` only decides which staged keys go into which shard
-(`shards/<label>/<split>-NNNNNN.tar`, `max_samples` each, keys sorted within a shard); `write_shard`
-(a Ray task, on any node) streams those staged samples from the store into the shard and puts it at
-its final name in one atomic write; the planner then commits the shard to `manifest.json` (keys,
-counts, bytes, sha256) and only after that deletes the staged samples. The manifest is the truth:
-on start, `reconcile` deletes shards it does not list, staged samples it already holds, and staged
-samples of assets the audit does not record as finished (they are rendered again), so every accepted
-clip ends in exactly one shard whatever point a run was killed at.
+(`shards/<label>/<split>-NNNNNN.tar`, at most `max_samples` samples and `max_bytes` bytes each, keys
+sorted within a shard); `write_shard` (a Ray task, on any node) streams those staged samples from the
+store into the shard and puts it at its final name in one atomic write. The planner then commits the
+shard: its entry (keys, counts, bytes, sha256) is written as one small object,
+`manifest.d/<shard path>.json` (O(1) per shard, however many shards came before), and only after
+that are the staged samples deleted. `manifest.json` is the consolidated list, rewritten every
+`CONSOLIDATE_EVERY` commits and at the end of a run; `load_manifest` is it plus any newer entries, and
+is what every reader uses. The entries are the truth: on start, `reconcile` deletes shards they do
+not list, staged samples they already hold, and staged samples of assets the audit does not record
+as finished (they are rendered again), so every accepted clip ends in exactly one shard whatever
+point a run was killed at.
 """
 from __future__ import annotations
 
 import hashlib
+import heapq
 import io
 import json
 import tarfile
@@ -23,8 +28,9 @@ import webdataset as wds
 
 from dataset.storage import TMP_MARK, Store
 
-MANIFEST = "manifest.json"
+MANIFEST, ENTRIES = "manifest.json", "manifest.d"
 STAGING, SHARDS = "staging", "shards"
+CONSOLIDATE_EVERY = 64  # commits between rewrites of manifest.json (bounds what a reader or resume GETs)
 
 
 def encode_tar(samples: list[dict]) -> bytes:
@@ -50,11 +56,28 @@ def staged_path(label: str, split: str, key: str) -> str:
     return f"{STAGING}/{label}/{split}/{key}.tar"
 
 
-def stage_sample(store: Store, label: str, split: str, sample: dict) -> str:
-    """Write one accepted clip where the packer will find it (one atomic write)."""
-    rel = staged_path(label, split, sample["__key__"])
-    store.write(rel, encode_tar([sample]))
-    return rel
+def stage_sample(store: Store, label: str, split: str, sample: dict) -> int:
+    """Write one accepted clip where the packer will find it (one atomic write); returns its bytes."""
+    data = encode_tar([sample])
+    store.write(staged_path(label, split, sample["__key__"]), data)
+    return len(data)
+
+
+def entry_path(shard: str) -> str:
+    return f"{ENTRIES}/{shard}.json"
+
+
+def load_manifest(store: Store) -> dict:
+    """`manifest.json` plus the entries committed since it was last rewritten, by shard path."""
+    manifest = json.loads(store.read(MANIFEST)) if store.exists(MANIFEST) else {"version": 2, "shards": []}
+    have = {s["path"] for s in manifest["shards"]}
+    for rel in store.list(ENTRIES):
+        shard = rel[len(ENTRIES) + 1: -len(".json")]
+        if rel.endswith(".json") and TMP_MARK not in rel and shard not in have:
+            manifest["shards"].append(json.loads(store.read(rel)))
+            have.add(shard)
+    manifest["shards"].sort(key=lambda s: s["path"])
+    return manifest
 
 
 class _Hashing:
@@ -89,76 +112,122 @@ def write_shard(store: Store, rel: str, label: str, split: str, keys: list[str])
 
 
 class ShardPlanner:
-    """The driver's side of packing: the manifest, the staged keys not yet packed, and which keys
-    go into which shard. It reads and writes no sample bytes."""
+    """The driver's side of packing: the manifest, the staged keys not yet packed (with their sizes),
+    and which keys go into which shard. It reads and writes no sample bytes; every call costs O(1)
+    per key or shard, never O(everything packed so far)."""
 
-    def __init__(self, store: Store, max_samples: int = 64):
+    def __init__(self, store: Store, max_samples: int = 64, max_bytes: int = 0):
         self.store = store
         self.max_samples = max_samples
-        self.manifest = json.loads(store.read(MANIFEST)) if store.exists(MANIFEST) else {"version": 1, "shards": []}
+        self.max_bytes = max_bytes or float("inf")
+        self.manifest = load_manifest(store)
         self.packed = {k for s in self.manifest["shards"] for k in s["keys"]}
-        self.pending: dict[tuple[str, str], set[str]] = {}
-        self._taken = {s["path"] for s in self.manifest["shards"]}  # listed or being written
+        self.pending: dict[tuple[str, str], dict[str, int]] = {}  # (label, split) -> key -> staged bytes
+        self._pending_bytes: dict[tuple[str, str], int] = {}
+        self._commits = 0
+        # shard numbers per (label, split): the next new one, and numbers freed below it
+        self._next: dict[tuple[str, str], int] = {}
+        self._free: dict[tuple[str, str], list[int]] = {}
+        taken: dict[tuple[str, str], set[int]] = {}
+        for s in self.manifest["shards"]:
+            taken.setdefault((s["label"], s["split"]), set()).add(int(s["path"].rsplit("-", 1)[1][:-len(".tar")]))
+        for group, nums in taken.items():
+            self._next[group] = max(nums) + 1
+            self._free[group] = sorted(set(range(max(nums) + 1)) - nums)  # a sorted list is a heap
 
     @property
     def url(self) -> str:
         return self.store.url(MANIFEST)
 
-    def reconcile(self, finished_accepted: set[str]) -> dict:
+    def reconcile(self, finished_accepted: dict[str, tuple] | set[str]) -> dict:
         """Undo what a killed run left half done. `finished_accepted`: the keys the audit records as
-        accepted clips of finished assets; staged samples of any other key are deleted (their asset
-        is processed again), the rest become pending. Returns counts of what was removed."""
+        accepted clips of finished assets (key -> (label, split, staged bytes)); staged samples of any
+        other key are deleted (their asset is processed again), the rest become pending. Returns
+        counts of what was removed."""
         listed = {s["path"] for s in self.manifest["shards"]}
-        shards = self.store.list(SHARDS)
-        unlisted = [p for p in shards if p not in listed]
-        staged = self.store.list(STAGING)
+        unlisted = [p for p in self.store.list(SHARDS) if p not in listed]
         drop, keep = [], []
-        for p in staged:
+        for p in self.store.list(STAGING):
             key = p.rsplit("/", 1)[-1][: -len(".tar")]
             if TMP_MARK in p or not p.endswith(".tar") or key in self.packed or key not in finished_accepted:
                 drop.append(p)
             else:
                 keep.append(p)
         self.store.delete(unlisted + drop)
+        sizes = finished_accepted if isinstance(finished_accepted, dict) else {}
         for p in keep:
             _, label, split, name = p.split("/")
-            self.add(label, split, name[: -len(".tar")])
+            key = name[: -len(".tar")]
+            nbytes = (sizes.get(key) or (None, None, 0))[2] or self.store.size(p)
+            self.add(label, split, key, nbytes)
+        self.consolidate()  # entries of the previous run go into manifest.json; a fresh start point
         return {"unlisted_shards": len(unlisted), "dropped_staged": len(drop), "pending": len(keep)}
 
-    def add(self, label: str, split: str, key: str) -> None:
-        if key not in self.packed:
-            self.pending.setdefault((label, split), set()).add(key)
+    def add(self, label: str, split: str, key: str, nbytes: int = 0) -> bool:
+        """A staged key to pack; False if it is packed already (its staged copy is then surplus)."""
+        if key in self.packed:
+            return False
+        group = (label, split)
+        keys = self.pending.setdefault(group, {})
+        if key not in keys:
+            keys[key] = nbytes
+            self._pending_bytes[group] = self._pending_bytes.get(group, 0) + nbytes
+        return True
+
+    def _full(self, group) -> bool:
+        return len(self.pending[group]) >= self.max_samples or self._pending_bytes[group] >= self.max_bytes
 
     def next_shards(self, final: bool = False) -> list[tuple[str, str, str, list[str]]]:
         """(shard path, label, split, keys) for every full shard the pending keys make (and, when
-        final, the last partial one per label and split); those keys stop being pending."""
+        final, the last partial one per label and split); those keys stop being pending. A shard
+        takes keys in sorted order while it stays within both bounds (a single sample larger than
+        `max_bytes` is a shard of its own)."""
         out = []
-        for (label, split), keys in sorted(self.pending.items()):
-            while len(keys) >= self.max_samples or (final and keys):
-                batch = sorted(keys)[: self.max_samples]
-                keys.difference_update(batch)
-                out.append((self._name(label, split), label, split, batch))
+        for group, keys in sorted(self.pending.items()):
+            while keys and (final or self._full(group)):
+                batch, size = [], 0
+                for key in sorted(keys):
+                    if batch and (len(batch) == self.max_samples or size + keys[key] > self.max_bytes):
+                        break
+                    batch.append(key)
+                    size += keys[key]
+                for key in batch:
+                    self._pending_bytes[group] -= keys.pop(key)
+                out.append((self._name(*group), group[0], group[1], batch))
         return out
 
     def _name(self, label: str, split: str) -> str:
         """The lowest free shard number: a shard a killed run never committed is written again under
         its own number, so shard names stay contiguous (brace patterns keep working)."""
-        i = 0
-        while f"{SHARDS}/{label}/{split}-{i:06d}.tar" in self._taken:
-            i += 1
-        rel = f"{SHARDS}/{label}/{split}-{i:06d}.tar"
-        self._taken.add(rel)
-        return rel
+        group = (label, split)
+        free = self._free.setdefault(group, [])
+        if free:
+            i = heapq.heappop(free)
+        else:
+            i = self._next.get(group, 0)
+            self._next[group] = i + 1
+        return f"{SHARDS}/{label}/{split}-{i:06d}.tar"
 
     def commit(self, entry: dict) -> None:
-        """List a written shard in the manifest, then delete its staged samples."""
+        """List a written shard (one small object), then delete its staged samples."""
         entry = {k: v for k, v in entry.items() if k != "seconds"}
+        self.store.write(entry_path(entry["path"]), json.dumps(entry).encode())
         self.manifest["shards"].append(entry)
-        self.store.write(MANIFEST, json.dumps(self.manifest, indent=1).encode())
         self.packed.update(entry["keys"])
         self.store.delete([staged_path(entry["label"], entry["split"], k) for k in entry["keys"]])
+        self._commits += 1
+        if self._commits % CONSOLIDATE_EVERY == 0:
+            self.consolidate()
 
-    def release(self, rel: str, label: str, split: str, keys: list[str]) -> None:
-        """A shard that could not be written: its keys are pending again, its name free again."""
-        self._taken.discard(rel)
-        self.pending.setdefault((label, split), set()).update(keys)
+    def consolidate(self) -> None:
+        """Rewrite manifest.json with every committed shard, then drop the entries it now holds."""
+        entries = self.store.list(ENTRIES)
+        self.manifest["shards"].sort(key=lambda s: s["path"])
+        self.store.write(MANIFEST, json.dumps(self.manifest, indent=1).encode())
+        self.store.delete(entries)
+
+    def release(self, rel: str, label: str, split: str, keys: list[str], sizes: dict[str, int] | None = None) -> None:
+        """A shard that could not be written: its keys are pending again, its number free again."""
+        heapq.heappush(self._free.setdefault((label, split), []), int(rel.rsplit("-", 1)[1][:-len(".tar")]))
+        for key in keys:
+            self.add(label, split, key, (sizes or {}).get(key, 0))

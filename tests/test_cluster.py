@@ -14,6 +14,7 @@ import time
 import pytest
 import webdataset as wds
 
+from curation.clip_processing import thumb_path
 from dataset.storage import Store, register_with_webdataset
 
 pytestmark = pytest.mark.slow
@@ -91,7 +92,7 @@ def test_demo_pipeline_writes_everything_to_s3_and_matches_a_local_run(reference
     store = Store(out)
     names = store.list()
     for must in ("manifest.json", "audit.parquet", "report/index.html", "run.json", "audit/journal-000000.jsonl",
-                 "thumbs/runaway_0.png", "thumbs/rigid_spinner_0.png"):
+                 thumb_path("runaway_0"), thumb_path("rigid_spinner_0")):
         assert must in names, must
     assert not [n for n in names if n.startswith("staging/") or ".tmp-" in n]
     assert same_clips(members(store), reference["clips"])  # same keys, same member bytes
@@ -167,9 +168,8 @@ def test_killed_s3_run_resumes_to_exactly_once(reference, s3_bucket):
     out = f"{s3_bucket['url']}/run"
     store = Store(out)
     proc = run_demo(out, reference["listing"], env=s3_bucket["env"], popen=True)
-    deadline = time.time() + 300
     while not any('"stage": "asset"' in store.read(seg).decode() for seg in store.list("audit")):
-        assert proc.poll() is None and time.time() < deadline, "the run ended or stalled before the kill"
+        assert proc.poll() is None, "the run ended before the kill"  # a stalled run meets pytest's timeout
         time.sleep(0.3)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and its embedded Ray, mid-run
     proc.wait()

@@ -110,3 +110,29 @@ def test_object_store_writes_are_whole_objects_or_nothing(s3_bucket):
     with store.writer("shards/x.tar") as f:
         f.write(b"all of it")
     assert store.read("shards/x.tar") == b"all of it" and store.list() == ["shards/x.tar"]
+
+
+def test_shards_are_bounded_by_bytes_and_commits_append_entries(store, monkeypatch):
+    from dataset import shard_writer
+
+    monkeypatch.setattr(shard_writer, "CONSOLIDATE_EVERY", 3)
+    sizes = {}
+    for i in range(7):
+        sizes[f"k{i}_0"] = stage_sample(store, "textured", "train", sample(f"k{i}_0"))
+    one = max(sizes.values())
+    planner = ShardPlanner(store, max_samples=64, max_bytes=2 * one)  # two samples fit, three do not
+    for k, n in sizes.items():
+        planner.add("textured", "train", k, n)
+    written = []
+    for rel, label, split, keys in planner.next_shards():
+        written.append(write_shard(store, rel, label, split, keys))
+        planner.commit(written[-1])
+        if len(written) < 3:  # a commit writes one small entry; manifest.json waits for the batch
+            assert not store.exists("manifest.json") and store.exists(f"manifest.d/{rel}.json")
+    assert [e["samples"] for e in written] == [2, 2, 2] and all(e["bytes"] <= 2 * one for e in written)
+    assert store.exists("manifest.json") and store.list("manifest.d") == []  # consolidated after 3
+    pack_all(planner, final=True)  # the last key: a partial shard, listed as an entry only
+    assert store.list("manifest.d") == ["manifest.d/shards/textured/train-000003.tar.json"]
+    assert sorted(read_back(store)) == sorted(sizes)  # readers see manifest.json plus the entries
+    from dataset.shard_list import manifest_shards
+    assert len(manifest_shards(store.url("manifest.json"))) == 4

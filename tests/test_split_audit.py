@@ -2,7 +2,11 @@ import os
 
 import pyarrow.parquet as pq
 
-from curation.audit import AuditLog, row, summary, why
+import json
+
+import pytest
+
+from curation.audit import AuditLog, latest, resume_state, row, summary, why
 from curation.split import split_of
 
 
@@ -26,8 +30,9 @@ def test_journal_keeps_last_row_per_key_and_parquet_opens(tmp_path):
     resumed.record([row("u2", "asset", "done")])
     assert len(log.segments()) == 2 and resumed.finished_uids() == {"u1", "u2"}
     assert not [n for n in os.listdir(tmp_path / "audit") if ".tmp-" in n]
-    table = pq.read_table(log.write_parquet())
-    assert table.num_rows == 3 and table.column("value.max_abs_coord").to_pylist().count(1.9) == 1
+    table = pq.read_table(log.write_parquet())  # every row recorded; `final` marks the ones that count
+    assert table.num_rows == 4 and table.column("final").to_pylist() == [False, True, True, True]
+    assert table.column("value.max_abs_coord").to_pylist().count(1.9) == 2
     assert "filter     rejected  bounds" in summary(rows)
     assert "max_abs_coord = 1.9" in why(rows, "u1") and os.path.exists(os.path.join(tmp_path, "audit.parquet"))
 
@@ -40,3 +45,37 @@ def test_journal_segments_roll_over(tmp_path, monkeypatch):
     for i in range(7):
         log.record([row(f"u{i}", "asset", "done")])
     assert len(log.segments()) == 3 and [r["uid"] for r in log.rows()] == [f"u{i}" for i in range(7)]
+
+
+def test_a_torn_journal_line_is_skipped_and_the_row_after_it_kept(tmp_path):
+    log = AuditLog(str(tmp_path))
+    log.record([row("u1", "asset", "done")])
+    seg = tmp_path / log.segments()[0]
+    # a kill mid-write tore u2's rows; something then wrote u3's row straight after the torn text
+    seg.write_text(seg.read_text() + '{"uid": "u2", "animation": null, "stage": "fil'
+                   + json.dumps(row("u3", "asset", "done")) + "\n" + '{"uid": "u4", "sta')
+    with pytest.warns(UserWarning, match="torn journal line"):
+        state = resume_state(AuditLog(str(tmp_path)).iter_rows())
+    assert set(state.finished) == {"u1", "u3"}  # u2 and u4 are processed again; u3 is not lost
+
+
+def test_attempts_are_all_kept_and_the_last_one_decides(tmp_path):
+    log = AuditLog(str(tmp_path))
+    log.record([{**r, "attempt": 1} for r in (row("u1", "download", "error", rule="download_failed"),
+                                              row("u1", "asset", "error", rule="download_failed",
+                                                  values={"transient": True}))])
+    log.record([{**r, "attempt": 1} for r in (row("u2", "render", "error", rule="crash"),
+                                              row("u2", "asset", "error", rule="crash", values={"transient": False}))])
+    state = resume_state(log.iter_rows())
+    assert state.done(None) == {"u1", "u2"} and state.done("transient") == {"u2"} and state.done("all") == set()
+    log.record([{**r, "attempt": 2} for r in (
+        row("u1", "filter", "accepted", key="u1_0", label="textured", split="train", values={"staged_bytes": 7},
+            animation_index=0),
+        row("u1", "asset", "done"))])
+    state = resume_state(log.iter_rows())
+    assert state.done("transient") == {"u1", "u2"} and state.accepted_keys({"u1"}) == {"u1_0": ("textured", "train", 7)}
+    final = latest(log.iter_rows())
+    assert [(r["uid"], r["stage"], r["status"]) for r in final if r["uid"] == "u1"] == [
+        ("u1", "filter", "accepted"), ("u1", "asset", "done")]  # the first attempt's download error is history
+    assert pq.read_table(log.write_parquet()).column("attempt").to_pylist() == [1, 1, 1, 1, 2, 2]
+    assert "download  error" not in summary(final)
