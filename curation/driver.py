@@ -80,7 +80,7 @@ def process_asset(task: AssetTask, pipe: Pipeline, out: Store) -> list[dict]:
         try:
             if path is None:
                 from curation.objaverse_source import fetch
-                path = downloaded = fetch(task.uid, pipe.source.objaverse)
+                path = downloaded = fetch(task.uid, pipe.source.objaverse, task.info.get("object_path"))
             elif is_url(path):
                 os.makedirs(os.path.join(work, "input"))
                 path = fetch_to(path, os.path.join(work, "input"))

@@ -1,22 +1,47 @@
 """Objaverse 1.0 as an asset source: pick the animated assets by their annotations, fetch their GLBs.
 
-Everything goes through the `objaverse` package (0.1.7) itself: `load_uids()`, `load_annotations(uids)`
-and `load_objects(uids, download_processes=1)`; nothing here reimplements its downloads or its cache.
+The `objaverse` package (0.1.7) fixes where everything lives and where it comes from; this module
+reads and fills that same cache, at the package's paths and from the package's URLs, for the reasons
+given under "Decisions" below.
 
 The package's cache. `objaverse.BASE_PATH` is `~/.objaverse`, fixed from `os.path.expanduser("~")`
 (that is, $HOME) when the package is first imported, and everything lives under
-`~/.objaverse/hf-objaverse-v1/`:
+`~/.objaverse/hf-objaverse-v1/` (`objaverse._VERSIONED_PATH`):
   object-paths.json.gz          uid -> "glbs/<dir>/<uid>.glb" (dir: 000-000 ... 000-159)
   metadata/<dir>.json.gz        uid -> annotation record, one file per dir
   glbs/<dir>/<uid>.glb          the asset
-Each function downloads a file from huggingface.co only when that file does not exist locally
-(`os.path.exists`); when it exists it is read and nothing touches the network. So a complete
-mirror (or the tiny one the tests write) is used offline as is. One trap: `load_annotations(None)`
-walks all 160 metadata files and downloads any that are missing, so `select` always passes an
-explicit uid list, which makes the package read only the metadata files those uids live in.
-Because the base path is fixed at import, this module imports `objaverse` only inside `select` and
-`fetch`: importing it (pipeline_config does, for ObjaverseSettings) neither needs the package nor
-freezes $HOME.
+A file is downloaded from huggingface.co (HF_BASE_URL + the path above, the package's URLs) only
+when it does not exist locally; when it exists it is read and nothing touches the network. So a
+complete mirror (or the tiny one the tests write) is used offline as is. Because the base path is
+fixed at import, this module imports `objaverse` only inside its functions: importing it
+(pipeline_config does, for ObjaverseSettings) neither needs the package nor freezes $HOME.
+
+Decisions.
+  Selection reads the package's cache files itself: each metadata/<dir>.json.gz exactly once (the
+    uids grouped by dir through object-paths), checked with the rules, only asset_info's fields kept
+    for the passing uids and an audit row for the rejected ones, then the file's records dropped, so
+    at most one file's full records (~5k) are in memory. Why not load_annotations: it parses
+    object-paths.json.gz (800k entries) again on every call and returns full records, so chunked
+    calls either held GBs of records or re-read files.
+  The uid -> path table is parsed once per process and kept (`_PATH_TABLES`), for `select` and every
+    `fetch` in that process. The package's load_objects parses it on every call: ~2 s per fetch at
+    800k entries (benchmarks/objaverse_select.py), against well under 1 ms here once warm.
+  Downloads are this module's, with urllib, from the package's URLs ($DRIVEANYMESH_OBJAVERSE_URL
+    replaces HF_BASE_URL: tests, a mirror). Why not the package's: its urlretrieve has no timeout,
+    no retry and no size check, writes object-paths and metadata files straight to their final path
+    (a killed first download leaves a truncated file every later run takes for the cache), and gives
+    every process fetching one GLB the same temporary name. Here each attempt has a connect and
+    per-read timeout (download_timeout_s: a stalled connection fails instead of holding its task
+    slot; a slow one that keeps sending is not cut), a failure is retried download_retries times
+    after RETRY_BACKOFF_S, then 2x, 4x ... that, a body short of the Content-Length the server
+    announced is a failure (never kept), and the bytes go to a temporary name unique to the attempt in
+    the destination folder, renamed into place only once complete: the final path holds a whole file
+    or nothing, whoever is killed or runs alongside. HTTP 4xx other than 408 and 429 is not retried
+    (the file is not there). A missing file still downloads exactly where the package would put it,
+    so a user without a mirror needs nothing more.
+  evict(path) deletes a GLB once its asset is done (the driver calls it when keep_downloads is off),
+    but only one this process's `fetch` downloaded and only inside the package's glbs/ folder: a
+    mirror the user filled, or a file another process downloaded and may be reading, is kept.
 
 The annotation records are Sketchfab's model records (api.sketchfab.com/v3/models) as Objaverse
 scraped them. The fields read here:
@@ -38,9 +63,16 @@ slugified ("Places & travel" -> "places-travel"), which gives Sketchfab's catego
 """
 from __future__ import annotations
 
+import gzip
+import http.client
+import json
 import os
 import re
-import warnings
+import secrets
+import threading
+import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,16 +82,27 @@ import numpy as np
 RULES = ("no_annotation", "not_animated", "license", "too_many_vertices", "too_many_faces",
          "scene_category", "scene_tag")
 
-# load_annotations is called on this many uids at a time and only the few fields used are kept: the
-# full records of all 800k assets would take several GB. Chunks follow object-paths order, which
-# groups uids by metadata file, so each metadata file is read about once.
-ANNOTATION_CHUNK = 50_000
-
 INFO_FIELDS = ("name", "license", "vertexCount", "faceCount", "animationCount")
+
+# The base of every URL objaverse 0.1.7 downloads from (its source spells it out per file).
+HF_BASE_URL = "https://huggingface.co/datasets/allenai/objaverse/resolve/main/"
+BASE_URL_ENV = "DRIVEANYMESH_OBJAVERSE_URL"  # replaces HF_BASE_URL when set: a loopback server, a mirror
+RETRY_BACKOFF_S = 1.0        # wait before the first retry; doubled before each further one
+DOWNLOAD_BLOCK = 1 << 20     # at most this many bytes read per call
+
+# Per process: object-paths.json.gz's path -> its parsed uid table (800k entries: ~2 s to parse, a worker's
+# RSS ~400 MB with it), and the GLBs this process's fetch downloaded (the only ones evict deletes).
+_PATH_TABLES: dict[str, dict[str, str]] = {}
+_PATH_TABLES_LOCK = threading.Lock()  # threads of one worker parse it once, not once each
+_DOWNLOADED: set[str] = set()
 
 
 class FetchError(RuntimeError):
     pass
+
+
+class TruncatedDownload(OSError):
+    """The body's size differs from the Content-Length the server announced."""
 
 
 @dataclass
@@ -82,11 +125,17 @@ class ObjaverseSettings:
     limit: int = 0                   # keep the first N selected uids (after the shuffle); 0 = all
     shuffle_seed: int = 0            # seed of the numpy shuffle of the selected uids
     uids_file: str = ""              # text file, one uid per line: consider only these; "" = all
+    # Downloads (GLBs, and object-paths / metadata files the cache lacks):
+    download_timeout_s: float = 60.0  # connect and per-read timeout of one attempt (not the whole file)
+    download_retries: int = 3        # attempts after the first failed one, with exponential backoff
+    keep_downloads: bool = False     # False: a GLB fetch downloaded is evicted once its asset is done
 
     def validate(self) -> None:
-        for key in ("min_animations", "max_vertices", "max_faces", "limit"):
+        for key in ("min_animations", "max_vertices", "max_faces", "limit", "download_retries"):
             if getattr(self, key) < 0:
                 raise ValueError(f"source.objaverse.{key} must be >= 0, got {getattr(self, key)}")
+        if not self.download_timeout_s > 0:
+            raise ValueError(f"source.objaverse.download_timeout_s must be > 0, got {self.download_timeout_s}")
 
 
 @dataclass
@@ -98,36 +147,39 @@ class Selection:
 
 
 def select(settings: ObjaverseSettings) -> Selection:
-    """Apply the metadata rules to Objaverse 1.0's annotations (through the objaverse package).
+    """Apply the metadata rules to Objaverse 1.0's annotations (the objaverse package's cache).
 
     Deterministic for a given annotation set and settings: the passing uids are sorted, then permuted
     by numpy.random.default_rng(shuffle_seed), then cut to `limit`, so a smaller limit is a prefix of a
     larger one with the same seed.
     """
     settings.validate()
-    import objaverse
-
     from curation import audit  # here, not at the top: pipeline_config imports this module, keep it light
 
-    all_uids = objaverse.load_uids()
-    candidates = _read_uids_file(settings.uids_file, all_uids) if settings.uids_file else all_uids
-    candidates = list(dict.fromkeys(candidates))  # the package's early stop counts on unique uids
+    paths = _object_paths(settings)
+    candidates = _read_uids_file(settings.uids_file, paths) if settings.uids_file else list(paths)
+    candidates = list(dict.fromkeys(candidates))
     counts = {"considered": len(candidates), **{r: 0 for r in RULES}, "passed": 0, "selected": 0}
+    # Grouped by metadata file (the dir of the uid's GLB path, as the package finds it), so each file
+    # is read once whatever order object-paths lists the uids in.
+    by_dir: dict[str, list[str]] = {}
+    for uid in candidates:
+        by_dir.setdefault(paths[uid].split("/")[1], []).append(uid)
     rejected, info = [], {}
-    for start in range(0, len(candidates), ANNOTATION_CHUNK):
-        chunk = candidates[start:start + ANNOTATION_CHUNK]
-        annotations = objaverse.load_annotations(chunk)
-        for uid in chunk:
-            verdict = check(annotations.get(uid), settings)
+    for dir_id in sorted(by_dir):
+        records = _metadata(dir_id, settings)
+        for uid in by_dir[dir_id]:
+            verdict = check(records.get(uid), settings)
             if verdict is None:
-                info[uid] = asset_info(annotations[uid])
+                # the GLB's path travels with the task, so a worker needs no uid -> path table
+                info[uid] = {**asset_info(records[uid]), "object_path": paths[uid]}
                 continue
             rule, reason, values = verdict
             counts[rule] += 1
             if rule != "not_animated":
                 rejected.append(audit.row(uid, "metadata", "rejected", rule=rule, reasons=[reason],
                                           values=values))
-        del annotations
+        del records  # one file's full records at a time
     passed = sorted(info)
     order = np.random.default_rng(settings.shuffle_seed).permutation(len(passed))
     uids = [passed[i] for i in order]
@@ -178,23 +230,51 @@ def asset_info(ann: dict) -> dict:
             "author": user.get("displayName") or user.get("username"), "viewerUrl": ann.get("viewerUrl")}
 
 
-def fetch(uid: str) -> str:
-    """Local path of the asset's GLB: the cached file, or downloaded by objaverse.load_objects."""
-    import objaverse
+def fetch(uid: str, settings: ObjaverseSettings | None = None, object_path: str | None = None) -> str:
+    """Local path of the asset's GLB: the cached file, or downloaded into the package's cache.
+    `object_path`: the uid's entry in object-paths.json.gz when the caller has it (the selection puts
+    it in each task), so the worker never loads the 800k-entry table (~400 MB per process).
 
+    Raises FetchError naming the uid and the cause: not in Objaverse 1.0, or the download failed
+    after settings.download_retries retries.
+    """
+    settings = settings or ObjaverseSettings()
+    rel = object_path
+    if rel is not None and not re.fullmatch(r"glbs/[\w.-]+/[\w.-]+\.glb", rel):
+        raise FetchError(f"objaverse uid {uid!r}: {rel!r} is not a path in the GLB cache")
     try:
-        with warnings.catch_warnings():  # an unknown uid is a warning there; here it is the error below
-            warnings.simplefilter("ignore")
-            paths = objaverse.load_objects([uid], download_processes=1)
-    except Exception as exc:  # network errors and the like: name the asset
-        raise FetchError(f"objaverse uid {uid!r}: download failed: {type(exc).__name__}: {exc}") from exc
-    path = paths.get(uid)
-    if path is None:
+        rel = rel or _object_paths(settings).get(uid)
+    except FetchError as exc:  # object-paths.json.gz itself could not be had
+        raise FetchError(f"objaverse uid {uid!r}: {exc}") from exc
+    if rel is None:
         raise FetchError(f"objaverse uid {uid!r}: not in Objaverse 1.0 (no entry in object-paths.json.gz "
-                         f"under {objaverse.BASE_PATH})")
+                         f"under {_cache_root()})")
+    path = os.path.join(_cache_root(), rel)
     if not os.path.isfile(path):
-        raise FetchError(f"objaverse uid {uid!r}: objaverse returned {path}, which is not a file")
+        _download(rel, path, settings, f"objaverse uid {uid!r}")
+        _DOWNLOADED.add(os.path.abspath(path))
     return path
+
+
+def evict(path: str) -> bool:
+    """Delete a GLB this process's `fetch` downloaded, once its asset is done; True if it was deleted.
+
+    A file fetch found already cached (a mirror, another process's download) is kept: False, as for
+    one already gone. A path outside the package's glbs/ folder is a ValueError and nothing is deleted.
+    """
+    glbs = os.path.realpath(os.path.join(_cache_root(), "glbs"))
+    real = os.path.realpath(path)
+    if real == glbs or os.path.commonpath([glbs, real]) != glbs:
+        raise ValueError(f"evict: {path} is not inside the objaverse GLB cache {glbs}; not deleted")
+    key = os.path.abspath(path)
+    if key not in _DOWNLOADED:
+        return False
+    _DOWNLOADED.discard(key)
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def slugify(text: str) -> str:
@@ -214,16 +294,96 @@ def _slugs(entries) -> list[str]:
     return out
 
 
-def _read_uids_file(path: str, all_uids: list[str]) -> list[str]:
+def _read_uids_file(path: str, paths: dict[str, str]) -> list[str]:
     try:
         with open(path) as f:
             uids = [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
     except OSError as exc:
         raise FileNotFoundError(f"source.objaverse.uids_file {path!r}: cannot read ({exc.strerror})") from None
-    known = set(all_uids)
-    unknown = [u for u in uids if u not in known]
+    unknown = [u for u in uids if u not in paths]
     if unknown:
         more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
         raise ValueError(f"source.objaverse.uids_file {path!r}: {len(unknown)} uid(s) not in Objaverse 1.0: "
                          f"{', '.join(unknown[:5])}{more}")
     return uids
+
+
+def _cache_root() -> str:
+    import objaverse  # here: its cache path is fixed from $HOME at its first import
+
+    return objaverse._VERSIONED_PATH  # the folder every one of its functions reads and writes
+
+
+def _object_paths(settings: ObjaverseSettings) -> dict[str, str]:
+    """object-paths.json.gz as uid -> path in the cache, parsed once per process (downloaded if missing)."""
+    path = os.path.join(_cache_root(), "object-paths.json.gz")
+    with _PATH_TABLES_LOCK:
+        table = _PATH_TABLES.get(path)
+        if table is None:
+            if not os.path.exists(path):
+                _download("object-paths.json.gz", path, settings, "objaverse object-paths.json.gz")
+            table = _PATH_TABLES[path] = _read_json_gz(path)
+    return table
+
+
+def _metadata(dir_id: str, settings: ObjaverseSettings) -> dict[str, dict]:
+    """One metadata file's records (uid -> annotation), downloaded if missing."""
+    rel = f"metadata/{dir_id}.json.gz"
+    path = os.path.join(_cache_root(), rel)
+    if not os.path.exists(path):
+        _download(rel, path, settings, f"objaverse metadata {dir_id}")
+    return _read_json_gz(path)
+
+
+def _read_json_gz(path: str):
+    try:
+        with gzip.open(path, "rb") as f:
+            return json.load(f)
+    except (OSError, EOFError, ValueError) as exc:  # e.g. cut short by an older, non-atomic download
+        raise FetchError(f"{path}: cannot read ({type(exc).__name__}: {exc}); delete it to download it "
+                         "again") from exc
+
+
+def _download(rel: str, dest: str, settings: ObjaverseSettings, what: str) -> None:
+    """Download the cache file `rel` to `dest`, retrying with backoff; FetchError naming `what` at the end."""
+    base = os.environ.get(BASE_URL_ENV) or HF_BASE_URL
+    url = base.rstrip("/") + "/" + rel
+    attempts = settings.download_retries + 1
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(RETRY_BACKOFF_S * 2 ** (attempt - 1))
+        try:
+            _download_once(url, dest, settings.download_timeout_s)
+            return
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            last = exc
+            if exc.code < 500 and exc.code not in (408, 429):  # not there, or not ours: asking again won't help
+                break
+        except (OSError, http.client.HTTPException) as exc:  # refused, reset, timed out, cut short
+            last = exc
+    raise FetchError(f"{what}: download failed after {attempt + 1} attempt(s) from {url}: "
+                     f"{type(last).__name__}: {last}")
+
+
+def _download_once(url: str, dest: str, timeout_s: float) -> None:
+    """One attempt: the body into a temporary name beside `dest`, renamed onto `dest` only when whole."""
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    # Unique per attempt, and not *.glb (the package counts glbs/*/*.glb): concurrent downloaders of one
+    # file never share a temporary, and a killed one leaves at most this name, never `dest`.
+    tmp = f"{dest}.{os.getpid()}-{secrets.token_hex(4)}.part"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp, open(tmp, "xb") as f:
+            expected = resp.headers.get("Content-Length", "").strip()
+            size = 0
+            # read1: what has arrived, as it arrives. A connection closed early just ends this loop,
+            # hence the count below.
+            while block := resp.read1(DOWNLOAD_BLOCK):
+                f.write(block)
+                size += len(block)
+        if expected.isdigit() and size != int(expected):
+            raise TruncatedDownload(f"got {size} bytes, the server announced Content-Length {expected}")
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

@@ -5,12 +5,14 @@ The package fixes its cache at `~/.objaverse` when first imported, so code that 
 must run in a process whose HOME points at it: `run_in_mirror` starts one. That process also refuses
 every network access (a `sys.addaudithook` on socket name lookups and connects, which leaves the
 package untouched) and reports the attempts, so a test can show the package served every call from
-the mirror.
+the mirror; with `loopback=True` it lets through 127.0.0.1 only, for a `Loopback` server that plays
+huggingface.co (its URL in $DRIVEANYMESH_OBJAVERSE_URL) and answers each request as the test scripted.
 """
 from __future__ import annotations
 
 import gzip
 import hashlib
+import http.server
 import json
 import os
 import shutil
@@ -18,6 +20,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,29 +117,121 @@ def _write_json_gz(path: Path, data: dict) -> None:
 _PRELUDE = """
 import json, sys
 NETWORK = []
+LOOPBACK = {loopback}
 def _no_network(event, args):
     if event in ("socket.getaddrinfo", "socket.gethostbyname", "socket.connect"):
-        NETWORK.append(f"{event} {args!r}")
-        raise ConnectionRefusedError(f"test mirror: network access refused ({event})")
+        host = args[1][0] if event == "socket.connect" else args[0]
+        if LOOPBACK and host in ("127.0.0.1", b"127.0.0.1"):
+            return
+        NETWORK.append(f"{{event}} {{args!r}}")
+        raise ConnectionRefusedError(f"test mirror: network access refused ({{event}})")
 sys.addaudithook(_no_network)
-result = {}
+result = {{}}
 """
 
 _EPILOGUE = """
 print("\\n" + json.dumps({"result": result, "network": NETWORK}))
 """
 
+BASE_URL_ENV = "DRIVEANYMESH_OBJAVERSE_URL"  # curation.objaverse_source reads its download base from it
 
-def run_in_mirror(home: Path, code: str, timeout: float = 120) -> dict:
+
+def start_in_mirror(home: Path, code: str, *, base_url: str = "", loopback: bool = False) -> subprocess.Popen:
+    """Start `code` in a fresh Python with HOME=home and no network (127.0.0.1 too if `loopback`);
+    downloads go to `base_url` when given. It fills the dict `result`; see run_in_mirror."""
+    env = {k: v for k, v in os.environ.items() if k != BASE_URL_ENV}
+    env.update({"HOME": str(home), "HF_HUB_OFFLINE": "1", "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1",
+                "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])})
+    if base_url:
+        env[BASE_URL_ENV] = base_url
+    script = _PRELUDE.format(loopback=loopback) + textwrap.dedent(code) + _EPILOGUE
+    return subprocess.Popen([sys.executable, "-c", script], env=env, cwd=str(REPO), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def run_in_mirror(home: Path, code: str, timeout: float = 120, *, base_url: str = "",
+                  loopback: bool = False) -> dict:
     """Run `code` in a fresh Python with HOME=home and no network; it fills the dict `result`.
 
     Returns {"result": result, "network": [attempted accesses]}. A failing run raises with its stderr.
     """
-    env = {**os.environ, "HOME": str(home), "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    script = _PRELUDE + textwrap.dedent(code) + _EPILOGUE
-    proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=str(REPO), capture_output=True,
-                          text=True, timeout=timeout)
+    proc = start_in_mirror(home, code, base_url=base_url, loopback=loopback)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
     if proc.returncode != 0:
-        raise RuntimeError(f"mirror run failed (rc {proc.returncode}):\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"mirror run failed (rc {proc.returncode}):\n{stderr[-4000:]}")
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+class Loopback:
+    """An HTTP server on 127.0.0.1, in a thread, that answers each path by a script of replies.
+
+    replies: URL path ("/glbs/000-000/<uid>.glb") -> list of replies, each used once in order, the
+    last one for every later request:
+      ("ok", body)               200, Content-Length and the body
+      ("status", code)           that status, empty body
+      ("drop",)                  the connection closed without an answer
+      ("short", body, length)    Content-Length `length`, then `body` (shorter), then closed
+      ("stall",)                 the request read, then nothing until the server closes
+      ("partial", body, length)  Content-Length `length`, `body`, then held open until the server closes
+    `requests` lists the paths asked for; `held` is set once a stall or partial reply is holding.
+    Use it as a context manager; `url` is the base to put in $DRIVEANYMESH_OBJAVERSE_URL.
+    """
+
+    def __init__(self, replies: dict[str, list[tuple]]):
+        self.replies = {path: list(r) for path, r in replies.items()}
+        self.requests: list[str] = []
+        self.held = threading.Event()
+        self.release = threading.Event()
+        self._lock = threading.Lock()
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                with owner._lock:
+                    owner.requests.append(self.path)
+                    script = owner.replies.get(self.path) or [("status", 404)]
+                    reply = script.pop(0) if len(script) > 1 else script[0]
+                kind = reply[0]
+                if kind == "drop":
+                    self.close_connection = True
+                    return
+                if kind == "stall":
+                    owner.held.set()
+                    owner.release.wait()
+                    return
+                if kind == "status":
+                    self.send_response(reply[1])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                body, length = reply[1], reply[2] if len(reply) > 2 else len(reply[1])
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(length))
+                self.end_headers()
+                self.wfile.write(body)
+                self.wfile.flush()
+                if kind == "partial":
+                    owner.held.set()
+                    owner.release.wait()
+
+            def log_message(self, *args):  # quiet
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "Loopback":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release.set()  # let held handlers return
+        self.server.shutdown()
+        self.server.server_close()

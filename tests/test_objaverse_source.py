@@ -1,17 +1,22 @@
 """The Objaverse source through the real objaverse package, against tiny offline mirrors.
 
 Each mirror gets one subprocess (HOME pointed at it, network refused) that runs every call the tests
-check and returns the results as JSON; the tests then assert on those.
+check and returns the results as JSON; the tests then assert on those. The download tests let that
+process reach 127.0.0.1 only, where a Loopback server plays huggingface.co: failing, stalling,
+cutting a body short, or held mid-body while the process is killed.
 """
 from __future__ import annotations
 
+import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from curation.objaverse_source import ObjaverseSettings, check, select, slugify
-from tests.objaverse_mirror import annotation, make_uid, run_in_mirror, tiny_glb, write_mirror
+from tests.objaverse_mirror import (Loopback, annotation, make_uid, run_in_mirror, start_in_mirror, tiny_glb,
+                                    write_mirror)
 
 U = {name: make_uid(name) for name in (
     "not_animated", "bad_license", "many_vertices", "many_faces", "scene_category", "scene_tag",
@@ -44,6 +49,7 @@ def rules_run(tmp_path_factory):
         result["selection"] = dataclasses.asdict(sel)
         result["fetched"] = {{u: src.fetch(u) for u in sel.uids}}
         result["network_before_failures"] = list(NETWORK)
+        src.RETRY_BACKOFF_S = 0.001  # the refused downloads below are retried: no need to wait
         import objaverse
         result["base_path"] = objaverse.BASE_PATH
         for key, uid in [("missing_glb", {U["not_animated"]!r}), ("unknown", "0" * 32)]:
@@ -108,7 +114,8 @@ def test_fetch_errors_name_the_uid(rules_run):
     res = rules_run["result"]
     # A uid the mirror lists without its GLB makes the package download it: refused here, which also
     # shows that the runs above, which recorded no access, were served from the cache.
-    assert U["not_animated"] in res["missing_glb"] and "download failed" in res["missing_glb"]
+    assert U["not_animated"] in res["missing_glb"] and "download failed after 4 attempt(s)" in res["missing_glb"]
+    assert "https://huggingface.co/datasets/allenai/objaverse/resolve/main/glbs/000-000/" in res["missing_glb"]
     assert any("huggingface.co" in a for a in rules_run["network"])
     assert "0" * 32 in res["unknown"] and "not in Objaverse 1.0" in res["unknown"]
 
@@ -131,16 +138,19 @@ def order_run(tmp_path_factory):
     bad_file = home / "bad.txt"
     bad_file.write_text(MANY[0] + "\nnot-a-uid\n")
     run = run_in_mirror(home, f"""
-        import dataclasses
+        import dataclasses, gzip
+        opened, gzip_open = [], gzip.open
+        def counting_open(filename, *args, **kwargs):  # every index file read goes through gzip.open
+            opened.append(str(filename))
+            return gzip_open(filename, *args, **kwargs)
+        gzip.open = counting_open
         from curation.objaverse_source import ObjaverseSettings as S, select
         result["seed0"] = select(S()).uids
+        result["opened_by_one_select"] = list(opened)
         result["seed0_again"] = select(S()).uids
         result["seed1"] = select(S(shuffle_seed=1)).uids
-        import curation.objaverse_source as src
-        src.ANNOTATION_CHUNK = 5  # several load_annotations calls, each spanning both metadata files
         sel = select(S())
-        result["chunked"], result["chunked_counts"] = sel.uids, sel.counts
-        src.ANNOTATION_CHUNK = 50_000
+        result["again_counts"] = sel.counts
         sel = select(S(limit=5))
         result["limit5"] = sel.uids
         result["limit5_counts"] = sel.counts
@@ -153,6 +163,7 @@ def order_run(tmp_path_factory):
             select(S(uids_file={str(bad_file)!r}))
         except ValueError as exc:
             result["bad_file"] = str(exc)
+        result["opened_by_all"] = list(opened)
     """)
     assert run["network"] == []
     return {"subset_expected": subset, "no_record": no_record, "bad_file_path": str(bad_file), **run["result"]}
@@ -166,9 +177,13 @@ def test_seeded_shuffle_is_stable_and_seed_dependent(order_run):
     assert order_run["seed0"] == expected
 
 
-def test_annotations_read_in_chunks_give_the_same_selection(order_run):
-    assert order_run["chunked"] == order_run["seed0"]
-    assert order_run["chunked_counts"]["passed"] == N_MANY and order_run["chunked_counts"]["no_annotation"] == 1
+def test_each_metadata_file_is_read_once_and_the_path_table_once_per_process(order_run):
+    # The uids alternate between the two files in object-paths order: grouped by file, each is read once.
+    names = sorted(Path(p).name for p in order_run["opened_by_one_select"])
+    assert names == ["000-000.json.gz", "000-001.json.gz", "object-paths.json.gz"]
+    # Six selects in one process: object-paths.json.gz parsed by the first only.
+    assert sum(Path(p).name == "object-paths.json.gz" for p in order_run["opened_by_all"]) == 1
+    assert order_run["again_counts"]["passed"] == N_MANY and order_run["again_counts"]["no_annotation"] == 1
 
 
 def test_limit_is_a_prefix_of_the_full_order(order_run):
@@ -192,6 +207,164 @@ def test_uids_file_restricts_the_candidates(order_run):
 def test_unknown_uid_in_uids_file_names_the_file_and_uid(order_run):
     msg = order_run["bad_file"]
     assert "not-a-uid" in msg and order_run["bad_file_path"] in msg and MANY[0] not in msg
+
+
+# Downloads, over loopback: a Loopback server plays huggingface.co ($DRIVEANYMESH_OBJAVERSE_URL) and
+# answers as each test scripts; the package's cache is a mirror whose object-paths lists the asset
+# without its GLB. time.sleep is replaced by a recorder, so the backoff is checked without waiting.
+
+_RECORD_SLEEPS = """
+import os, time
+import curation.objaverse_source as src
+sleeps = []
+time.sleep = sleeps.append
+"""
+
+
+def _recording_sleeps(code: str) -> str:
+    return _RECORD_SLEEPS + textwrap.dedent(code)
+
+
+def _glb_home(tmp_path, name: str, cached: tuple[str, ...] = ()):
+    """A mirror listing `name` (no GLB) and `cached` (with GLBs); returns home, uid, GLB bytes, URL path, root."""
+    uid = make_uid(name)
+    glb = tiny_glb(tmp_path / "src" / f"{name}.glb", name)
+    home = tmp_path / "home"
+    records = {make_uid(c): annotation(make_uid(c)) for c in (name, *cached)}
+    root = write_mirror(home, records, {make_uid(c): tiny_glb(tmp_path / "src" / f"{c}.glb", c) for c in cached})
+    return home, uid, glb.read_bytes(), f"/glbs/000-000/{uid}.glb", root
+
+
+def test_download_is_retried_with_backoff_after_a_503_and_a_dropped_connection(tmp_path):
+    home, uid, glb, url_path, root = _glb_home(tmp_path, "retried")
+    with Loopback({url_path: [("status", 503), ("drop",), ("ok", glb)]}) as server:
+        run = run_in_mirror(home, _recording_sleeps(f"""
+            path = src.fetch({uid!r}, src.ObjaverseSettings(download_timeout_s=5, download_retries=3))
+            result["path"], result["bytes"], result["sleeps"] = path, open(path, "rb").read().hex(), sleeps
+        """), base_url=server.url, loopback=True, timeout=60)
+    res = run["result"]
+    assert server.requests == [url_path] * 3
+    assert res["sleeps"] == [1.0, 2.0]  # RETRY_BACKOFF_S, then doubled
+    assert res["path"] == str(root / "glbs" / "000-000" / f"{uid}.glb")
+    assert bytes.fromhex(res["bytes"]) == glb
+    assert sorted(p.name for p in (root / "glbs" / "000-000").iterdir()) == [f"{uid}.glb"]  # no temporary left
+
+
+def test_a_stalled_connection_fails_after_the_timeout(tmp_path):
+    home, uid, glb, url_path, root = _glb_home(tmp_path, "stalled")
+    with Loopback({url_path: [("stall",)]}) as server:  # accepts, reads the request, never answers
+        run = run_in_mirror(home, _recording_sleeps(f"""
+            started = time.monotonic()
+            try:
+                src.fetch({uid!r}, src.ObjaverseSettings(download_timeout_s=1, download_retries=1))
+            except src.FetchError as exc:
+                result["error"] = str(exc)
+            result["elapsed"] = time.monotonic() - started
+        """), base_url=server.url, loopback=True, timeout=20)  # without a timeout this run never ends
+        assert server.held.is_set()
+    res = run["result"]
+    assert uid in res["error"] and "after 2 attempt(s)" in res["error"] and "timed out" in res["error"]
+    assert server.requests == [url_path] * 2
+    assert 2.0 <= res["elapsed"] < 10  # two attempts of 1 s each, the backoff not slept here
+    assert not (root / "glbs" / "000-000").exists() or not any((root / "glbs" / "000-000").iterdir())
+
+
+def test_a_truncated_download_fails_and_leaves_no_file(tmp_path):
+    home, uid, glb, url_path, root = _glb_home(tmp_path, "truncated", cached=("missing",))
+    missing = f"/glbs/000-000/{make_uid('missing')}.glb"
+    with Loopback({url_path: [("short", glb[:40], len(glb))], missing: [("status", 404)]}) as server:
+        (root / "glbs" / "000-000" / f"{make_uid('missing')}.glb").unlink()  # listed, not cached, not served
+        run = run_in_mirror(home, _recording_sleeps(f"""
+            for key, uid in [("short", {uid!r}), ("not_found", {make_uid("missing")!r})]:
+                try:
+                    src.fetch(uid, src.ObjaverseSettings(download_timeout_s=5, download_retries=1))
+                except src.FetchError as exc:
+                    result[key] = str(exc)
+        """), base_url=server.url, loopback=True, timeout=60)
+    res = run["result"]
+    assert uid in res["short"] and "after 2 attempt(s)" in res["short"]
+    assert f"TruncatedDownload: got 40 bytes, the server announced Content-Length {len(glb)}" in res["short"]
+    assert server.requests.count(url_path) == 2
+    assert list((root / "glbs" / "000-000").iterdir()) == []  # neither the final name nor a temporary
+    # A 404 is not retried: the file is not there.
+    assert "after 1 attempt(s)" in res["not_found"] and "404" in res["not_found"]
+    assert server.requests.count(missing) == 1
+
+
+def test_a_killed_index_download_leaves_no_truncated_file(tmp_path):
+    home, uid, glb, url_path, root = _glb_home(tmp_path, "killed")
+    table_file = root / "object-paths.json.gz"
+    table = table_file.read_bytes()
+    table_file.unlink()  # a first run: the index is not there yet
+    code = f"""
+        import curation.objaverse_source as src
+        result["path"] = src.fetch({uid!r}, src.ObjaverseSettings(download_timeout_s=30))
+    """
+    replies = {"/object-paths.json.gz": [("partial", table[:len(table) // 2], len(table)), ("ok", table)],
+               url_path: [("ok", glb)]}
+    with Loopback(replies) as server:
+        proc = start_in_mirror(home, code, base_url=server.url, loopback=True)
+        try:
+            assert server.held.wait(30), "the download never started"
+            deadline = time.monotonic() + 30
+            while not list(root.glob("object-paths.json.gz*")):  # the client has opened its file
+                assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+                time.sleep(0.01)
+        finally:
+            proc.kill()  # mid-download, the body half sent
+            proc.communicate()
+        assert not table_file.exists()
+        run = run_in_mirror(home, code, base_url=server.url, loopback=True, timeout=60)  # a fresh process
+    assert table_file.read_bytes() == table
+    assert run["result"]["path"] == str(root / "glbs" / "000-000" / f"{uid}.glb")
+
+
+def test_path_table_parsed_once_per_process_and_evict_deletes_only_its_downloads(tmp_path):
+    cached = ("c0", "c1", "c2")
+    home, uid, glb, url_path, root = _glb_home(tmp_path, "evicted", cached=cached)
+    cached_path = str(root / "glbs" / "000-000" / f"{make_uid('c0')}.glb")
+    outside = tmp_path / "outside.glb"
+    outside.write_bytes(b"keep")
+    with Loopback({url_path: [("ok", glb)]}) as server:
+        run = run_in_mirror(home, f"""
+            import gzip, os
+            opened, gzip_open = [], gzip.open
+            def counting_open(filename, *args, **kwargs):
+                opened.append(str(filename))
+                return gzip_open(filename, *args, **kwargs)
+            gzip.open = counting_open
+            import curation.objaverse_source as src
+            s = src.ObjaverseSettings(download_timeout_s=5)
+            # with the path a selection gives each task: the table is not needed at all
+            given = src.fetch({make_uid("c0")!r}, s, "glbs/000-000/{make_uid("c0")}.glb")
+            result["parses_with_path"] = sum(p.endswith("object-paths.json.gz") for p in opened)
+            fetched = [src.fetch(u, s) for _ in range(20) for u in {[make_uid(c) for c in cached]!r}]
+            downloaded = src.fetch({uid!r}, s)
+            result["table_parses"] = sum(p.endswith("object-paths.json.gz") for p in opened)
+            result["evict_cached"] = src.evict({cached_path!r})
+            result["evict_downloaded"] = src.evict(downloaded)
+            result["downloaded_exists"] = os.path.exists(downloaded)
+            result["evict_again"] = src.evict(downloaded)
+            for key, path in [("outside", {str(outside)!r}), ("index", {str(root / "object-paths.json.gz")!r})]:
+                try:
+                    src.evict(path)
+                except ValueError as exc:
+                    result[key] = str(exc)
+        """, base_url=server.url, loopback=True, timeout=60)
+    res = run["result"]
+    assert res["parses_with_path"] == 0 and res["table_parses"] == 1  # 61 fetches
+    assert res["evict_downloaded"] is True and not res["downloaded_exists"]
+    assert res["evict_again"] is False
+    assert res["evict_cached"] is False and Path(cached_path).exists()  # a mirror's file: not ours to delete
+    assert "not inside the objaverse GLB cache" in res["outside"] and outside.read_bytes() == b"keep"
+    assert "not inside" in res["index"] and (root / "object-paths.json.gz").exists()
+
+
+def test_download_settings_are_checked():
+    with pytest.raises(ValueError, match="download_timeout_s"):
+        ObjaverseSettings(download_timeout_s=0).validate()
+    with pytest.raises(ValueError, match="download_retries"):
+        ObjaverseSettings(download_retries=-1).validate()
 
 
 # In-process: the rules themselves, and settings checks that need no package.
