@@ -3,11 +3,13 @@ measured value, so a user can answer "why was X dropped" and "how many did each 
 
 Rows go to the journal as results arrive, through the run's `Store`: `audit/journal-NNNNNN.jsonl`
 segments of at most `SEGMENT_ROWS` rows, a new one per run. On a POSIX filesystem rows are appended
-and fsynced (O(1) per asset); a kill can tear at most the last line, which the reader skips with a
-warning (its asset has no finished row, so it is done again), and since a restarted run writes a new
-segment the next row is never joined to it. An object store has no appends: there rows are buffered
-and the current segment is rewritten whole (one atomic PUT) at most every `flush_every_s`, and always
-before a shard is committed (`flush`), so the manifest never holds a clip the journal lacks.
+as they come (O(1) per asset; a killed driver loses none) and fsynced at most every `flush_every_s`;
+a kill can tear at most the last line, which the reader skips with a warning (its asset has no
+finished row, so it is done again), and since a restarted run writes a new segment the next row is
+never joined to it. An object store has no appends: there rows are buffered and the current segment
+is rewritten whole (one atomic PUT) at most every `flush_every_s`. Either way every row is durable
+before a shard holding its clip is committed (`flush`), so the manifest never holds a clip the
+journal lacks.
 
 Every attempt is kept: a row carries the `attempt` it belongs to (an asset processed again after an
 error, or after a kill, gets the next number). `latest` keeps the rows of each asset's last attempt,
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -36,7 +39,7 @@ SEGMENT_ROWS = 2000  # bounds what one object-store flush rewrites
 # --retry-errors` processes assets that ended in one of these again (`--retry-errors all`: any error).
 TRANSIENT = ("download_failed", "worker_lost", "timeout", "out_of_memory")
 COLUMNS = ["uid", "animation", "animation_index", "stage", "status", "rule", "reasons", "label", "split",
-           "key", "values", "timings", "node_id", "host", "config_hash", "attempt"]
+           "key", "values", "timings", "node_id", "host", "config_hash", "attempt", "recorded_at"]
 
 
 def row(uid: str, stage: str, status: str, rule: str | None = None, reasons: list[str] | None = None,
@@ -82,27 +85,31 @@ class AuditLog:
     def record(self, rows: list[dict]) -> None:
         if self._segment is None or self._count >= SEGMENT_ROWS:
             self._next_segment()
-        lines = [json.dumps({**r, "config_hash": self.config_hash}) + "\n" for r in rows]
+        now = round(time.time(), 3)  # when the driver recorded it: progress over time, per node
+        lines = [json.dumps({**r, "config_hash": self.config_hash, "recorded_at": now}) + "\n" for r in rows]
         self._count += len(lines)
-        if self._file is not None:  # one write per asset, on disk before the next asset counts
+        if self._file is not None:  # one write per asset: in the OS's hands at once, so a killed driver loses none
             self._file.write("".join(lines))
             self._file.flush()
-            os.fsync(self._file.fileno())
         else:
             self._lines += lines
-            self._dirty = True
-            self.flush_if_due()
+        self._dirty = True
+        self.flush_if_due()
 
     def flush_if_due(self) -> None:
-        """Object store: write the buffered rows if the last write is `flush_every_s` old (the
-        driver calls this while it waits, so rows are never held longer than that and a wait)."""
+        """Make the recorded rows durable if the last time is `flush_every_s` old (the driver also
+        calls this while it waits): fsync on POSIX (what only a machine crash could lose), the
+        segment's PUT on an object store (what a killed driver could lose: its assets are done again)."""
         if self._dirty and time.monotonic() - self._flushed >= self.flush_every_s:
             self.flush()
 
     def flush(self) -> None:
-        """Object store: the buffered rows, written now (POSIX rows are on disk already)."""
+        """Every recorded row, durable now (before a shard that holds them is committed)."""
         if self._dirty and self._segment is not None:
-            self.store.write(self._segment, "".join(self._lines).encode())
+            if self._file is not None:
+                os.fsync(self._file.fileno())
+            else:
+                self.store.write(self._segment, "".join(self._lines).encode())
             self._dirty = False
         self._flushed = time.monotonic()
 
@@ -142,64 +149,122 @@ class AuditLog:
     def finished_uids(self) -> set[str]:
         return {r["uid"] for r in self.rows() if r["stage"] == "asset"}
 
-    def write_parquet(self, rows: list[dict] | None = None) -> str:
-        """Every attempt, with `final` marking the rows `latest` keeps. `rows`: all journal rows when
-        the caller has read them already."""
-        rows = list(self.iter_rows()) if rows is None else rows
-        final = {id(r) for r in latest(rows)}
-        cols = {c: [r.get(c) for r in rows] for c in COLUMNS}
-        cols["attempt"] = [r.get("attempt", 1) for r in rows]
-        # values and timings vary per rule: JSON text keeps every value; the measured scalars are
-        # also flattened to typed columns (value.<name>) so DuckDB/pandas can filter and plot them.
-        cols["values"] = [json.dumps(v or {}) for v in cols["values"]]
-        cols["timings"] = [json.dumps(v or {}) for v in cols["timings"]]
-        scalars = sorted({k for r in rows for k, v in (r.get("values") or {}).items()
-                          if isinstance(v, (int, float)) and not isinstance(v, bool)})
-        table = pa.table({
-            **{c: pa.array(cols[c], type=pa.list_(pa.string()) if c == "reasons" else
-                           pa.int64() if c in ("animation_index", "attempt") else pa.string()) for c in COLUMNS},
-            "final": pa.array([id(r) in final for r in rows], pa.bool_()),
-            **{f"value.{k}": pa.array([_num((r.get("values") or {}).get(k)) for r in rows], pa.float64())
-               for k in scalars}})
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
-        self.store.write(TABLE, sink.getvalue().to_pybytes())
+    def write_parquet(self, final: "Final | None" = None) -> str:
+        """`audit.parquet`: every attempt, with `final` marking the rows `latest` keeps. Streamed
+        segment by segment (a row group each), so its memory does not grow with the journal.
+        `final`: the `scan` of this journal when the caller has made it (else it is made here)."""
+        final = scan(self.iter_rows()) if final is None else final
+        schema = pa.schema([(c, pa.list_(pa.string()) if c == "reasons" else
+                             pa.int64() if c in ("animation_index", "attempt") else
+                             pa.float64() if c == "recorded_at" else pa.string()) for c in COLUMNS]
+                           + [("final", pa.bool_())] + [(f"value.{k}", pa.float64()) for k in final.scalars])
+        with self.store.writer(TABLE) as f, pq.ParquetWriter(f, schema) as writer:
+            batch, pos = [], 0
+            for r in self.iter_rows():
+                batch.append((pos in final.positions, r))
+                pos += 1
+                if len(batch) == SEGMENT_ROWS:
+                    writer.write_table(_table(batch, schema, final.scalars))
+                    batch = []
+            if batch or not pos:
+                writer.write_table(_table(batch, schema, final.scalars))
         return self.store.url(TABLE)
+
+
+def _table(batch: list[tuple[bool, dict]], schema: pa.Schema, scalars: list[str]) -> pa.Table:
+    rows = [r for _, r in batch]
+    cols = {c: [r.get(c) for r in rows] for c in COLUMNS}
+    cols["attempt"] = [r.get("attempt", 1) for r in rows]
+    # values and timings vary per rule: JSON text keeps every value; the measured scalars are
+    # also flattened to typed columns (value.<name>) so DuckDB/pandas can filter and plot them.
+    cols["values"] = [json.dumps(v or {}) for v in cols["values"]]
+    cols["timings"] = [json.dumps(v or {}) for v in cols["timings"]]
+    cols["final"] = [f for f, _ in batch]
+    for k in scalars:
+        cols[f"value.{k}"] = [_num((r.get("values") or {}).get(k)) for r in rows]
+    return pa.table({name: pa.array(cols[name], schema.field(name).type) for name in schema.names}, schema=schema)
+
+
+@dataclass
+class Final:
+    rows: list              # the rows `latest` keeps, in recorded order (SlimRow when asked)
+    positions: set[int]     # their positions in the journal, as iter_rows yields it
+    scalars: list[str]      # every scalar value name in the journal (the parquet's value.* columns)
+
+
+class SlimRow:
+    """A final row as the report, the summary and the check read it (`r["stage"]`, `r.get("key")`),
+    in a fraction of a dict's memory: slots, shared strings, only the values asked for."""
+
+    __slots__ = ("uid", "animation", "animation_index", "stage", "status", "rule", "reasons", "label", "split",
+                 "key", "attempt", "_names", "_values")
+
+    def __init__(self, r: dict, names: tuple[str, ...]):
+        for k in ("uid", "animation", "stage", "status", "rule", "label", "split"):
+            setattr(self, k, _i(r.get(k)))
+        self.animation_index, self.key, self.attempt = r.get("animation_index"), r.get("key"), r.get("attempt", 1)
+        self.reasons = tuple(r.get("reasons") or ())
+        values = r.get("values") or {}
+        self._names = names
+        self._values = tuple(values.get(n) for n in names) if any(n in values for n in names) else None
+
+    def get(self, name: str, default=None):
+        if name == "values":
+            return {n: v for n, v in zip(self._names, self._values or ()) if v is not None}
+        return getattr(self, name, default) if name in self.__slots__ and not name.startswith("_") else default
+
+    def __getitem__(self, name: str):
+        if name in self.__slots__ and not name.startswith("_") or name == "values":
+            return self.get(name)
+        raise KeyError(name)
+
+
+def scan(rows, keep_values: set[str] | None = None) -> Final:
+    """One pass: the final rows (see `latest`). With `keep_values`, each kept row is a `SlimRow`
+    holding only those values, so a 50k-asset journal is held in tens of MB, not as full rows."""
+    last: dict[tuple, tuple[int, dict]] = {}
+    attempt: dict[str, int] = {}
+    scalars: set[str] = set()
+    names = tuple(sorted(keep_values or ()))
+    for pos, r in enumerate(rows):
+        values = r.get("values") or {}
+        scalars.update(k for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+        a = 0 if r["stage"] == "metadata" else r.get("attempt", 1)
+        if a and a > attempt.get(r["uid"], 0):
+            attempt[r["uid"]] = a
+        key = (r["uid"], r.get("animation_index"), r["stage"])
+        last.pop(key, None)  # keeps recorded order
+        last[key] = (pos, r if keep_values is None else SlimRow(r, names))
+    kept = [(pos, r) for pos, r in last.values()
+            if r["stage"] == "metadata" or r.get("attempt", 1) == attempt.get(r["uid"])]
+    return Final(rows=[r for _, r in kept], positions={pos for pos, _ in kept}, scalars=sorted(scalars))
 
 
 def latest(rows) -> list[dict]:
     """The rows of each asset's last attempt, the last one per (animation index, stage), in the
     order recorded; metadata rows (the source's decisions, recorded again by every run) the last
     one per uid."""
-    last: dict[tuple, dict] = {}
-    attempt: dict[str, int] = {}
-    for r in rows:
-        a = 0 if r["stage"] == "metadata" else r.get("attempt", 1)
-        if a and a > attempt.get(r["uid"], 0):
-            attempt[r["uid"]] = a
-        last.pop((r["uid"], r.get("animation_index"), r["stage"]), None)  # keeps recorded order
-        last[(r["uid"], r.get("animation_index"), r["stage"])] = r
-    return [r for r in last.values()
-            if r["stage"] == "metadata" or r.get("attempt", 1) == attempt.get(r["uid"])]
+    return scan(rows).rows
 
 
 @dataclass
 class ResumeState:
     """What a restarted run needs from the journal, built in one pass and kept small."""
     attempts: dict[str, int] = field(default_factory=dict)         # uid -> last attempt number
-    finished: dict[str, dict] = field(default_factory=dict)        # uid -> its final asset row's status, rule, transient
-    accepted: dict[str, dict[str, tuple]] = field(default_factory=dict)  # uid -> key -> (label, split, bytes)
+    finished: dict[str, tuple] = field(default_factory=dict)       # uid -> its final asset row's (status, transient)
+    accepted: dict[str, dict | tuple] = field(default_factory=dict)  # uid -> ((key, label, split, bytes), ...)
     metadata: set[str] = field(default_factory=set)                # uids with a metadata row
     rows: int = 0
 
     def done(self, retry: str | None = None) -> set[str]:
         """Uids that count as finished. `retry`: "transient" or "all" errors are not."""
         def again(f):
-            return f["status"] == "error" and (retry == "all" or (retry == "transient" and f["transient"]))
+            return f[0] == "error" and (retry == "all" or (retry == "transient" and f[1]))
         return {u for u, f in self.finished.items() if not again(f)}
 
     def accepted_keys(self, uids: set[str]) -> dict[str, tuple]:
-        return {k: v for u in uids for k, v in self.accepted.get(u, {}).items()}
+        """key -> (label, split, staged bytes) of the accepted clips of `uids`."""
+        return {k: (label, split, n) for u in uids for k, label, split, n in self.accepted.get(u, ())}
 
 
 def resume_state(rows) -> ResumeState:
@@ -220,16 +285,23 @@ def resume_state(rows) -> ResumeState:
         if r["stage"] == "filter" and r.get("key"):
             keys = s.accepted.setdefault(uid, {})
             if r["status"] == "accepted":
-                keys[r["key"]] = (r.get("label"), r.get("split"), (r.get("values") or {}).get("staged_bytes", 0))
+                keys[r["key"]] = (_i(r.get("label")), _i(r.get("split")),
+                                  (r.get("values") or {}).get("staged_bytes", 0))
             else:
                 keys.pop(r["key"], None)
         elif r["stage"] == "asset":
-            s.finished[uid] = {"status": r["status"], "rule": r.get("rule"),
-                               "transient": bool((r.get("values") or {}).get("transient"))}
+            s.finished[uid] = (_i(r["status"]), bool((r.get("values") or {}).get("transient")))
     for uid in list(s.accepted):  # an attempt without its asset row was cut short: nothing of it counts
-        if uid not in s.finished:
+        if uid not in s.finished or not s.accepted[uid]:
             del s.accepted[uid]
+        else:  # tuples, not dicts: a 50k-asset journal's state stays small
+            s.accepted[uid] = tuple((k, *v) for k, v in s.accepted[uid].items())
     return s
+
+
+def _i(text):
+    """One shared copy of a string that repeats in every row (status, label, split, rule)."""
+    return sys.intern(text) if isinstance(text, str) else text
 
 
 def _num(v):

@@ -38,6 +38,7 @@ HISTOGRAMS = [
     ("max_jump_per_frame", lambda p: p["filters"]["max_jump"],
      "largest per-vertex step per source frame (atypical above)"),
 ]
+REPORT_VALUES = {value for value, _, _ in HISTOGRAMS}  # the audit values the report reads
 
 
 def write_report(out: Store | str, rows: list[dict] | None = None) -> str:
@@ -118,11 +119,19 @@ def _failures(rows: list[dict]) -> str:
     bad = [r for r in rows if r["stage"] in ("metadata", "download", "render") and r["status"] != "accepted"]
     if not bad:
         return ""
-    body = "".join(f"<tr><td>{html.escape(r['uid'])}</td><td>{r['stage']}</td><td>{r['status']}</td>"
-                   f"<td>{html.escape(r.get('rule') or '')}</td><td>{html.escape('; '.join(r.get('reasons') or []))[:300]}"
-                   f"</td></tr>" for r in sorted(bad, key=lambda r: (r["stage"], r["uid"])))
+    groups = defaultdict(list)
+    for r in sorted(bad, key=lambda r: (r["stage"], r.get("rule") or "", r["uid"])):
+        groups[(r["stage"], r.get("rule") or "")].append(r)
+    body = []
+    for (stage, rule), rs in groups.items():  # at most SHEET_SAMPLES rows per rule: 26k metadata rejections stay a page
+        body += [f"<tr><td>{html.escape(r['uid'])}</td><td>{stage}</td><td>{r['status']}</td>"
+                 f"<td>{html.escape(rule)}</td><td>{html.escape('; '.join(r.get('reasons') or []))[:300]}</td></tr>"
+                 for r in rs[:SHEET_SAMPLES]]
+        if len(rs) > SHEET_SAMPLES:
+            body.append(f"<tr><td colspan='5'>... and {len(rs) - SHEET_SAMPLES} more {stage} / {html.escape(rule)} "
+                        f"(all of them: audit.parquet, or `driveanymesh audit OUT summary`)</td></tr>")
     return (f"<h2>Assets or animations without clips ({len(bad)})</h2><table><tr><th>uid</th><th>stage</th>"
-            f"<th>status</th><th>rule</th><th>reason</th></tr>{body}</table>")
+            f"<th>status</th><th>rule</th><th>reason</th></tr>{''.join(body)}</table>")
 
 
 _PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>DriveAnyMesh audit</title><style>

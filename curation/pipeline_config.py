@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import types
 import typing
 from dataclasses import dataclass, field
 
@@ -49,10 +50,10 @@ class SplitSettings:
 class ShardSettings:
     max_samples: int = 64       # clips per shard, at most
     # bytes per shard, at most (a 100k-vertex clip is ~36 MB: 64 of them would be GBs); "" = no bound
-    max_bytes: str = "1GB"
+    max_bytes: int | str = "1GB"
 
     def bytes(self) -> int:
-        return parse_bytes(self.max_bytes) if self.max_bytes else 0
+        return parse_bytes(str(self.max_bytes)) if self.max_bytes else 0
 
 
 @dataclass
@@ -60,13 +61,13 @@ class RaySettings:
     """What one render task asks Ray for: the scheduler (and an autoscaler) sees exactly this."""
     cpus_per_task: int = 1      # CPUs one render task reserves (its Blender render threads)
     gpus_per_task: float = 0.0  # > 0: Cycles renders on the task's GPU (render.device must be GPU)
-    memory_per_task: str = ""   # memory one task reserves and its Blender job may use, e.g. "8GiB" ("" = none)
+    memory_per_task: int | str = ""  # memory one task reserves and its Blender job may use, e.g. "8GiB" ("" = none)
     resources_per_task: dict[str, float] = field(default_factory=dict)  # custom node resources
     max_in_flight: int = 0      # tasks submitted at once; 0 = twice the task slots of the live cluster
     retries: int = 2            # re-runs of a task whose worker died
 
     def memory_bytes(self) -> int:
-        return parse_bytes(self.memory_per_task) if self.memory_per_task else 0
+        return parse_bytes(str(self.memory_per_task)) if self.memory_per_task else 0
 
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
@@ -209,6 +210,14 @@ def _coerce(tp, value, where: str, key: str):
             raise PipelineConfigError(f"{where}: key {key!r}: expected a mapping, got {_show(value)}")
         return _build(tp, value, where, key + ".")
     origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):  # e.g. a size as bytes or as text ("1GB")
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(option, value, where, key)
+            except PipelineConfigError:
+                continue
+        raise PipelineConfigError(f"{where}: key {key!r}: expected "
+                                  f"{' or '.join(t.__name__ for t in typing.get_args(tp))}, got {_show(value)}")
     if origin is dict:
         _, item = typing.get_args(tp)
         if not isinstance(value, dict):

@@ -4,7 +4,7 @@
 Workers stage each accepted clip as a one-sample tar at `staging/<label>/<split>/<key>.tar`. The
 driver's `ShardPlanner` only decides which staged keys go into which shard
 (`shards/<label>/<split>-NNNNNN.tar`, at most `max_samples` samples and `max_bytes` bytes each, keys
-sorted within a shard); `write_shard` (a Ray task, on any node) streams those staged samples from the
+sorted within a shard); `write_shard` (in a Ray actor, on any node) streams those staged samples from the
 store into the shard and puts it at its final name in one atomic write. The planner then commits the
 shard: its entry (keys, counts, bytes, sha256) is written as one small object,
 `manifest.d/<shard path>.json` (O(1) per shard, however many shards came before), and only after

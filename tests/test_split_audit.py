@@ -79,3 +79,28 @@ def test_attempts_are_all_kept_and_the_last_one_decides(tmp_path):
         ("u1", "filter", "accepted"), ("u1", "asset", "done")]  # the first attempt's download error is history
     assert pq.read_table(log.write_parquet()).column("attempt").to_pylist() == [1, 1, 1, 1, 2, 2]
     assert "download  error" not in summary(final)
+
+
+def test_the_report_samples_a_fixed_number_of_clips_per_rule(tmp_path):
+    import dataclasses
+
+    from curation.audit_report import SHEET_SAMPLES, write_report
+    from curation.clip_processing import thumb_path
+    from curation.pipeline_config import Pipeline
+    from dataset.storage import Store
+
+    store = Store(str(tmp_path))
+    store.write("run.json", json.dumps({"pipeline": dataclasses.asdict(Pipeline(name="big")),
+                                        "config_hash": "abc"}).encode())
+    rows = [row(f"u{i:04d}", "filter", "accepted" if i % 2 else "rejected", rule=None if i % 2 else "bounds",
+                key=f"u{i:04d}_0", animation_index=0, values={"bounds_max_abs": 0.5 + i / 1000})
+            for i in range(1000)]
+    rows += [row(f"m{i:04d}", "metadata", "rejected", rule="license") for i in range(500)]
+    for r in rows[:3]:
+        store.write(thumb_path(r["key"]), b"png")
+    page = open(write_report(store, rows)).read()
+    assert f"Accepted clips (500; a sample of {SHEET_SAMPLES})" in page
+    assert f"Rejected by bounds (500; a sample of {SHEET_SAMPLES})" in page
+    assert page.count("<figure") == 2 * SHEET_SAMPLES
+    assert page.count("</td><td>metadata</td>") == SHEET_SAMPLES and "and 452 more metadata / license" in page
+    assert page == open(write_report(store, rows)).read()  # the same audit shows the same clips
