@@ -39,7 +39,8 @@ SEGMENT_ROWS = 2000  # bounds what one object-store flush rewrites
 # --retry-errors` processes assets that ended in one of these again (`--retry-errors all`: any error).
 TRANSIENT = ("download_failed", "worker_lost", "timeout", "out_of_memory")
 COLUMNS = ["uid", "animation", "animation_index", "stage", "status", "rule", "reasons", "label", "split",
-           "key", "values", "timings", "node_id", "host", "config_hash", "attempt", "recorded_at"]
+           "key", "values", "timings", "node_id", "host", "config_hash", "attempt", "recorded_at",
+           "decided_before_render"]
 
 
 def row(uid: str, stage: str, status: str, rule: str | None = None, reasons: list[str] | None = None,
@@ -156,7 +157,8 @@ class AuditLog:
         final = scan(self.iter_rows()) if final is None else final
         schema = pa.schema([(c, pa.list_(pa.string()) if c == "reasons" else
                              pa.int64() if c in ("animation_index", "attempt") else
-                             pa.float64() if c == "recorded_at" else pa.string()) for c in COLUMNS]
+                             pa.float64() if c == "recorded_at" else
+                             pa.bool_() if c == "decided_before_render" else pa.string()) for c in COLUMNS]
                            + [("final", pa.bool_())] + [(f"value.{k}", pa.float64()) for k in final.scalars])
         with self.store.writer(TABLE) as f, pq.ParquetWriter(f, schema) as writer:
             batch, pos = [], 0

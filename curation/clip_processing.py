@@ -10,19 +10,20 @@ import numpy as np
 from PIL import Image
 
 from curation import audit
-from curation.filters import FilterSettings, run_filters
+from curation.filters import FilterSettings, RuleResult, run_filters, texture_label
 from curation.split import split_of
 from dataset.storage import Store
 from dataset.subdivision import subdivision_map
 
 
 def load_clip(clip_dir: str) -> dict:
+    """A clip folder as the filters read it (`frames` is empty for a clip decided before rendering)."""
     with open(os.path.join(clip_dir, "meta.json")) as f:
         meta = json.load(f)
     with open(os.path.join(clip_dir, "cameras.json")) as f:
         cams = json.load(f)
-    frames = [np.asarray(Image.open(os.path.join(clip_dir, f"frame{t:02d}.png")))
-              for t in range(len(meta["keyframes"]))]
+    frames = [] if meta.get("decided_before_render") else [
+        np.asarray(Image.open(os.path.join(clip_dir, f"frame{t:02d}.png"))) for t in range(len(meta["keyframes"]))]
     return {"dir": clip_dir, "meta": meta, "cameras": cams, "frames": frames,
             "verts": np.load(os.path.join(clip_dir, "verts.npy")),
             "faces": np.load(os.path.join(clip_dir, "faces.npy"))}
@@ -55,6 +56,30 @@ def write_thumbnail(clip: dict, store: Store, rel: str) -> None:
     store.write(rel, buf.getvalue())
 
 
+def write_point_thumbnail(clip: dict, store: Store, rel: str) -> None:
+    """The thumbnail of a clip decided before rendering: its vertices splatted as dots through the
+    clip's own cameras, in the layout of `write_thumbnail` (first, middle, last keyframe; views side
+    by side; THUMB_VIEW pixels per view), grey on white."""
+    from render.cameras import project
+
+    views, T = clip["cameras"]["views"], len(clip["verts"])
+    scale = THUMB_VIEW / clip["cameras"]["height"]
+    rows = []
+    for t in sorted({0, T // 2, T - 1}):
+        panels = []
+        for v in views:
+            img = np.full((THUMB_VIEW, THUMB_VIEW), 255, np.uint8)
+            uv, z = project(clip["verts"][t].astype(np.float64), np.asarray(v["K"]), np.asarray(v["w2c"]))
+            px = np.floor(uv * scale).astype(int)
+            ok = (z > 0) & (px >= 0).all(1) & (px < THUMB_VIEW).all(1)
+            img[px[ok, 1], px[ok, 0]] = 90
+            panels.append(img)
+        rows.append(np.concatenate(panels, axis=1))
+    buf = io.BytesIO()
+    Image.fromarray(np.concatenate(rows, axis=0)).convert("RGB").save(buf, format="PNG")
+    store.write(rel, buf.getvalue())
+
+
 def process_clip(clip_dir: str, filters: FilterSettings, test_fraction: float, min_points: int,
                  extra_meta: dict, out: Store | None = None) -> tuple[dict, dict | None]:
     """(the filter-stage audit row, the shard sample or None when rejected). With `out`, the clip's
@@ -66,10 +91,15 @@ def process_clip(clip_dir: str, filters: FilterSettings, test_fraction: float, m
     clip = load_clip(clip_dir)
     meta = clip["meta"]
     t1 = time.perf_counter()
+    before = bool(meta.get("decided_before_render"))
     if out is not None:
-        write_thumbnail(clip, out, thumb_path(meta["key"]))
+        (write_point_thumbnail if before else write_thumbnail)(clip, out, thumb_path(meta["key"]))
     t2 = time.perf_counter()
-    status, rule, results, label = run_filters(clip, filters)
+    if before:  # the Blender job's geometry gate decided: its verdict, as the rules returned it
+        results = [RuleResult(**r) for r in meta["gate"]["results"]]
+        status, rule, label = "rejected", meta["gate"]["rule"], texture_label.texture_label(clip, filters)
+    else:
+        status, rule, results, label = run_filters(clip, filters)
     timings = {"load": t1 - t0, "thumbnail": t2 - t1, "filters": time.perf_counter() - t2}
     split = split_of(meta["uid"], test_fraction)
     textured = "textured" if label["textured"] else "textureless"
@@ -77,7 +107,7 @@ def process_clip(clip_dir: str, filters: FilterSettings, test_fraction: float, m
     reasons = [f"{r.rule}: {r.reason}" for r in results if not r.passed]
     row = audit.row(meta["uid"], "filter", status, rule=rule, reasons=reasons, values=values,
                     animation=meta["animation"], animation_index=meta["animation_index"],
-                    label=textured, split=split, key=meta["key"], timings=timings)
+                    label=textured, split=split, key=meta["key"], timings=timings, decided_before_render=before)
     if status != "accepted":
         return row, None
     t = time.perf_counter()

@@ -84,7 +84,8 @@ def parse_bytes(text: str) -> int:
 
 # Settings that do not change what a clip is: a run may resume with them changed.
 OBJAVERSE_HASH_EXCLUDES = ("limit", "uids_file", "download_timeout_s", "download_retries", "keep_downloads")
-HASH_EXCLUDES = ("ray.", "shards.", "source.path", *(f"source.objaverse.{k}" for k in OBJAVERSE_HASH_EXCLUDES))
+HASH_EXCLUDES = ("ray.", "shards.", "source.path", "filters.geometry_first",
+                 *(f"source.objaverse.{k}" for k in OBJAVERSE_HASH_EXCLUDES))
 
 
 @dataclass
@@ -102,17 +103,21 @@ class Pipeline:
     ray: RaySettings = field(default_factory=RaySettings)
 
     def job_settings(self) -> JobSettings:
-        return JobSettings(render=self.render, keyframes=self.keyframes, seed=self.seed)
+        gate = ({"module": "curation.filters", "settings": dataclasses.asdict(self.filters)}
+                if self.filters.geometry_first else {})
+        return JobSettings(render=self.render, keyframes=self.keyframes, seed=self.seed, gate=gate)
 
     def config_hash(self) -> str:
         """Short sha256 of the settings that decide how clips are made, recorded with every output
         they produced. Where things are, how many are taken and how they are packed are left out
         (HASH_EXCLUDES: where and how many tasks run, where the asset files are read from and how
-        they are downloaded, the objaverse `limit` and `uids_file` of a partial rebuild, shard sizes),
+        they are downloaded, the objaverse `limit` and `uids_file` of a partial rebuild, shard sizes,
+        whether geometry rules run before rendering),
         so the same assets made into clips on a laptop from a folder and on a cluster from a bucket
         carry the same hash, and a partial rebuild can grow."""
         settings = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("ray", "shards")}
         settings["source"].pop("path")
+        settings["filters"].pop("geometry_first")  # when a rejection is decided, not what is accepted
         for key in OBJAVERSE_HASH_EXCLUDES:
             settings["source"]["objaverse"].pop(key, None)
         blob = json.dumps(settings, sort_keys=True).encode()

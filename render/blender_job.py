@@ -8,6 +8,7 @@ reports as kind "crash".
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import os
 import sys
@@ -97,7 +98,8 @@ def render_asset(asset: str, uid: str, out_dir: str, job: JobSettings, extra_met
         try:
             report = functools.partial(progress, animation=action.name, clip=index + 1,
                                        clips=len(actions), frames=len(keyframes), done=clips)
-            meta = render_clip(writer, meshes, cams, views, keyframes, rng, job, timer, report)
+            meta = render_clip(writer, meshes, cams, views, keyframes, rng, job, timer, report,
+                               [int(f) if not subframes else round(float(f), 4) for f in keyframes])
         except (geometry.VertexCountChanged, DegenerateClip) as exc:
             writer.abort()
             reason = "vertex_count_changed" if isinstance(exc, geometry.VertexCountChanged) else "degenerate_bbox"
@@ -106,6 +108,7 @@ def render_asset(asset: str, uid: str, out_dir: str, job: JobSettings, extra_met
         except BaseException:
             writer.abort()
             raise
+        images = meta.pop("images")  # reported, not stored: a clip's bytes do not depend on the gate
         meta.update({**extra_meta, "uid": uid, "key": key, **base, "fps": fps,
                      "keyframes": [int(f) if not subframes else round(float(f), 4) for f in keyframes],
                      "subframes": subframes, "seed": job.seed, "clip_seed": cseed,
@@ -117,8 +120,9 @@ def render_asset(asset: str, uid: str, out_dir: str, job: JobSettings, extra_met
         t = time.perf_counter()
         path = writer.commit()
         timer.add("write", t)
-        clips.append({**base, "key": key, "dir": path, "keyframes": len(keyframes),
-                      "vertices": meta["vertices"], "faces": meta["faces"], "subframes": subframes})
+        clips.append({**base, "key": key, "dir": path, "keyframes": len(keyframes), "images": images,
+                      "vertices": meta["vertices"], "faces": meta["faces"], "subframes": subframes,
+                      "decided_before_render": bool(meta.get("decided_before_render"))})
     return {"status": "ok", "clips": clips, "skipped": skipped, "asset": asset_info,
             "timings": timer.seconds}
 
@@ -128,7 +132,11 @@ class DegenerateClip(Exception):
 
 
 def render_clip(writer: ClipWriter, meshes, cams, views, keyframes, rng, job: JobSettings,
-                timer: Timer, report) -> dict:
+                timer: Timer, report, meta_keyframes: list) -> dict:
+    """Evaluate the clip's vertices at every keyframe, ask the gate (if any) whether the clip can
+    still pass, and render it only then. A clip the gate rejects is written without frames, its
+    verdict in the meta (`decided_before_render`). The light is drawn before the gate asks, so the
+    random draws (and the images) of a clip are the same with the gate on or off."""
     rs = job.render
     t = time.perf_counter()
     scene.set_frame(keyframes[0])
@@ -139,34 +147,47 @@ def render_clip(writer: ClipWriter, meshes, cams, views, keyframes, rng, job: Jo
         raise DegenerateClip(f"first keyframe bounding box extent {extent}")
     offset, scale = (lo + hi) / 2.0, 1.0 / extent
     faces = geometry.triangles(meshes)
+    verts = np.empty((len(keyframes), len(v0), 3), dtype=np.float32)
+    verts[0] = (v0 - offset) * scale
+    for ti, frame in enumerate(keyframes[1:], start=1):  # depsgraph evaluation only: no rendering
+        scene.set_frame(frame)
+        v, _ = geometry.world_vertices(meshes, counts)
+        verts[ti] = (v - offset) * scale
+    t = timer.add("evaluate", t)
+    light = lighting.draw_light(rs.light, rng)
+    camera_json = {"convention": "opencv", "width": rs.resolution, "height": rs.resolution,
+                   "views": [{"name": v["name"], "azimuth_deg": v["azimuth_deg"], "K": v["K"].tolist(),
+                              "w2c": v["w2c"].tolist()} for v in views]}
+    out = {"normalization": {"offset": offset.tolist(), "scale": scale}, "light": light,
+           "vertices": int(verts.shape[1]), "faces": int(len(faces)), "meshes": len(meshes), "images": 0}
+    if job.gate:
+        verdict = importlib.import_module(job.gate["module"]).gate(
+            {"verts": verts, "faces": faces, "cameras": camera_json,
+             "meta": {"keyframes": meta_keyframes, "render": {"volume_size": rs.volume_size}}},
+            job.gate["settings"])
+        t = timer.add("gate", t)
+        if verdict["rule"] is not None:  # rejected on geometry: not one image rendered
+            writer.write_arrays(verts, faces)
+            writer.write_json("cameras.json", camera_json)
+            return {**out, "decided_before_render": True, "gate": verdict}
     d = cameras.camera_distance(rs.volume_size, rs.fov_deg, rs.elevation_deg)
     engine.place_cameras(cams, [cameras.blender_camera_matrix(v["w2c"], offset, scale) for v in views],
                          clip_start=0.01 / scale, clip_end=(d + 2.0 * rs.volume_size) / scale)
-    light = lighting.draw_light(rs.light, rng)
     lighting.apply_light(light)
-    verts = np.empty((len(keyframes), len(v0), 3), dtype=np.float32)
-    verts[0] = (v0 - offset) * scale
-    t = timer.add("evaluate", t)
     for ti, frame in enumerate(keyframes):
-        if ti > 0:
-            scene.set_frame(frame)
-            v, _ = geometry.world_vertices(meshes, counts)
-            verts[ti] = (v - offset) * scale
-            t = timer.add("evaluate", t)
+        scene.set_frame(frame)
+        t = timer.add("evaluate", t)
         for vi, cam in enumerate(cams):
             engine.render_view(cam, writer.view_path(vi))
+        out["images"] += len(cams)
         t = timer.add("render", t)
         writer.write_frame(ti, len(cams))
         report(frame=ti + 1)
         t = timer.add("write", t)
     writer.write_arrays(verts, faces)
-    writer.write_json("cameras.json", {
-        "convention": "opencv", "width": rs.resolution, "height": rs.resolution,
-        "views": [{"name": v["name"], "azimuth_deg": v["azimuth_deg"], "K": v["K"].tolist(),
-                   "w2c": v["w2c"].tolist()} for v in views]})
+    writer.write_json("cameras.json", camera_json)
     timer.add("write", t)
-    return {"normalization": {"offset": offset.tolist(), "scale": scale}, "light": light,
-            "vertices": int(verts.shape[1]), "faces": int(len(faces)), "meshes": len(meshes)}
+    return out
 
 
 def main(argv=None) -> int:

@@ -76,6 +76,10 @@ class JobSettings:
     render: RenderSettings = field(default_factory=RenderSettings)
     keyframes: KeyframeSettings = field(default_factory=KeyframeSettings)
     seed: int = 0
+    # Rules to run on a clip's vertices before it is rendered: {"module": a module with
+    # `gate(clip, settings) -> {"rule": ..., "results": [...]}`, "settings": its settings}; {} = none.
+    # Named, not imported here: the caller (the pipeline) owns the rules, the renderer only asks.
+    gate: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,4 +89,4 @@ class JobSettings:
         r = dict(d["render"])
         r["light"] = LightSettings(**r["light"])
         return cls(render=RenderSettings(**r), keyframes=KeyframeSettings(**d["keyframes"]),
-                   seed=int(d["seed"]))
+                   seed=int(d["seed"]), gate=dict(d.get("gate") or {}))

@@ -35,7 +35,9 @@ def bounds(clip: dict, settings: FilterSettings) -> RuleResult:
     values = {"bounds_max_abs": round(float(reach.max()), 5), "bounds_limit": round(limit, 5),
               "bounds_frames_outside": int((outside > 0).sum()),
               "bounds_max_fraction_outside": round(float(outside.max()), 5),
-              "bounds_border_alpha_pixels": border_alpha_pixels(clip["frames"], len(clip["cameras"]["views"]))}
+              # from the images, when there are any (not before rendering)
+              **({"bounds_border_alpha_pixels": border_alpha_pixels(clip["frames"], len(clip["cameras"]["views"]))}
+                 if clip.get("frames") else {})}
     if not np.isfinite(reach).all() or reach.max() > limit:
         first = int(np.argmax(~(reach <= limit)))
         return RuleResult("bounds", False,

@@ -29,6 +29,9 @@ class FilterSettings:
     degenerate_min_extent: float = 0.02
     # texture label: an image counts as a texture when its largest per-channel std exceeds this
     textured_min_image_std: float = 0.05
+    # Decide every rule that needs only the vertices before rendering, and render only clips that
+    # can still pass (false: render every clip, then decide, as the paper's pipeline does)
+    geometry_first: bool = True
 
 
 @dataclass

@@ -15,7 +15,6 @@ robot No 0.033, Yes 0.035, multi_anim_1 0.079: GVFDiffusion's 0.01 agrees with S
 from __future__ import annotations
 
 import numpy as np
-from skimage.metrics import structural_similarity
 
 from curation.filters.settings import FilterSettings, RuleResult
 
@@ -40,6 +39,8 @@ def ssim_per_view(frames: list, n_views: int, background: float) -> np.ndarray:
     One SSIM call per frame on the views side by side, then the mean of each view's block without its
     (win-1)/2 border: those windows never reach into a neighbouring view, so each block's mean equals
     a separate call on that view (skimage drops the same border), at a quarter of the calls."""
+    from skimage.metrics import structural_similarity  # here: the geometry gate imports this module in Blender jobs
+
     ref = grey_composite(frames[0], background)
     H, W = ref.shape[0], ref.shape[1] // n_views
     pad = (_WIN - 1) // 2
@@ -52,23 +53,38 @@ def ssim_per_view(frames: list, n_views: int, background: float) -> np.ndarray:
     return out
 
 
+def _displacement(clip: dict, settings: FilterSettings) -> tuple[float, str]:
+    """The geometry half of the static test: the largest mean vertex displacement from keyframe 0,
+    and the reason when it stays under `min_mean_displacement` ("" otherwise)."""
+    verts = clip["verts"].astype(np.float64)
+    mean_disp = round(float(np.linalg.norm(verts - verts[:1], axis=-1).mean(axis=1).max()), 5)
+    if mean_disp < settings.min_mean_displacement:
+        return mean_disp, (f"mean vertex displacement from frame 0 stays under {settings.min_mean_displacement} "
+                           f"(max {mean_disp:.4f})")
+    return mean_disp, ""
+
+
+def static_geometry(clip: dict, settings: FilterSettings) -> RuleResult:
+    """The static test before rendering: the displacement half only, under the same rule name (a
+    clip whose vertices do not move fails `ssim_motion` whatever its images would show)."""
+    mean_disp, reason = _displacement(clip, settings)
+    return RuleResult("ssim_motion", not reason, reason, {"mean_displacement_max": mean_disp})
+
+
 def ssim_motion(clip: dict, settings: FilterSettings) -> RuleResult:
     n_views = len(clip["cameras"]["views"])
     ssim = ssim_per_view(clip["frames"], n_views, settings.ssim_background)
     change = 1.0 - ssim.min(axis=0) if len(ssim) else np.zeros(n_views)
-    verts = clip["verts"].astype(np.float64)
-    mean_disp = np.linalg.norm(verts - verts[:1], axis=-1).mean(axis=1)  # per keyframe
+    mean_disp, still_geometry = _displacement(clip, settings)
     values = {"ssim_min_per_view": [round(float(v), 5) for v in ssim.min(axis=0)] if len(ssim) else [],
               "ssim_change_per_view": [round(float(v), 5) for v in change],
               "ssim_change": round(float(change.max()), 5),
-              "mean_displacement_max": round(float(mean_disp.max()), 5)}
+              "mean_displacement_max": mean_disp}
     still_images = change.max() < settings.ssim_min_change
-    still_geometry = mean_disp.max() < settings.min_mean_displacement
     reasons = []
     if still_images:
         reasons.append(f"every view stays within SSIM change {values['ssim_change']:.4f} "
                        f"< {settings.ssim_min_change} of frame 0")
     if still_geometry:
-        reasons.append(f"mean vertex displacement from frame 0 stays under {settings.min_mean_displacement} "
-                       f"(max {values['mean_displacement_max']:.4f})")
+        reasons.append(still_geometry)
     return RuleResult("ssim_motion", not reasons, "; ".join(reasons), values)
