@@ -234,7 +234,7 @@ def scan(rows, keep_values: set[str] | None = None) -> Final:
         a = 0 if r["stage"] == "metadata" else r.get("attempt", 1)
         if a and a > attempt.get(r["uid"], 0):
             attempt[r["uid"]] = a
-        key = (r["uid"], r.get("animation_index"), r["stage"])
+        key = (r["uid"], r.get("animation_index"), r["stage"], r.get("key"))  # key: windows of one animation
         last.pop(key, None)  # keeps recorded order
         last[key] = (pos, r if keep_values is None else SlimRow(r, names))
     kept = [(pos, r) for pos, r in last.values()
@@ -243,7 +243,7 @@ def scan(rows, keep_values: set[str] | None = None) -> Final:
 
 
 def latest(rows) -> list[dict]:
-    """The rows of each asset's last attempt, the last one per (animation index, stage), in the
+    """The rows of each asset's last attempt, the last one per (animation index, stage, clip key), in the
     order recorded; metadata rows (the source's decisions, recorded again by every run) the last
     one per uid."""
     return scan(rows).rows

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 
 from render import cameras, engine, geometry, lighting, scene, texture_evidence
 from render.clip_writer import ClipWriter
-from render.keyframes import ClipTooShort, choose_keyframes, clip_seed
+from render.keyframes import ClipTooShort, choose_windows, clip_seed
 from render.settings import JobSettings
 
 
@@ -83,48 +83,89 @@ def render_asset(asset: str, uid: str, out_dir: str, job: JobSettings, extra_met
     clips, skipped = [], []
     for index, action in enumerate(actions):
         start, end = scene.action_frame_range(action)
-        cseed = clip_seed(job.seed, uid, index)
-        rng = np.random.default_rng(cseed)
+        # one seeded stream per window; the first is the paper's per-animation stream
+        seeds = [clip_seed(job.seed, uid, index if w == 0 else f"{index}w{w}")
+                 for w in range(ks.windows_per_animation)]
         base = {"animation": action.name, "animation_index": index, "frame_range": [start, end]}
+        scene.play(action, rest)
         try:
-            keyframes, subframes = choose_keyframes(start, end, ks.count, ks.max_spacing, rng,
-                                                    ks.short_clip, ks.min_source_frames)
+            motion = None
+            if ks.selection == "motion" and end - start + 1 >= max(ks.count, ks.min_source_frames):
+                t = time.perf_counter()
+                motion = motion_profile(meshes, start, end)
+                t = timer.add("motion", t)
+            rngs = [np.random.default_rng(c) for c in seeds]
+            windows = choose_windows(start, end, ks.count, ks.max_spacing, rngs, ks.short_clip,
+                                     ks.min_source_frames, ks.selection, motion)
         except ClipTooShort as exc:
             skipped.append({**base, "reason": "too_short", "detail": str(exc)})
             continue
-        scene.play(action, rest)
-        key = f"{uid}_{index}"
-        writer = ClipWriter(out_dir, key)
-        try:
-            report = functools.partial(progress, animation=action.name, clip=index + 1,
-                                       clips=len(actions), frames=len(keyframes), done=clips)
-            meta = render_clip(writer, meshes, cams, views, keyframes, rng, job, timer, report,
-                               [int(f) if not subframes else round(float(f), 4) for f in keyframes])
-        except (geometry.VertexCountChanged, DegenerateClip) as exc:
-            writer.abort()
-            reason = "vertex_count_changed" if isinstance(exc, geometry.VertexCountChanged) else "degenerate_bbox"
-            skipped.append({**base, "reason": reason, "detail": str(exc)})
+        except geometry.VertexCountChanged as exc:
+            skipped.append({**base, "reason": "vertex_count_changed", "detail": str(exc)})
             continue
-        except BaseException:
-            writer.abort()
-            raise
-        images = meta.pop("images")  # reported, not stored: a clip's bytes do not depend on the gate
-        meta.update({**extra_meta, "uid": uid, "key": key, **base, "fps": fps,
-                     "keyframes": [int(f) if not subframes else round(float(f), 4) for f in keyframes],
-                     "subframes": subframes, "seed": job.seed, "clip_seed": cseed,
-                     "texture_evidence": evidence, "blender": bpy.app.version_string,
-                     "render": {**used, "resolution": rs.resolution, "views": rs.views,
-                                "fov_deg": rs.fov_deg, "elevation_deg": rs.elevation_deg,
-                                "volume_size": rs.volume_size, **meta.pop("light")}})
-        writer.write_json("meta.json", meta)
-        t = time.perf_counter()
-        path = writer.commit()
-        timer.add("write", t)
-        clips.append({**base, "key": key, "dir": path, "keyframes": len(keyframes), "images": images,
-                      "vertices": meta["vertices"], "faces": meta["faces"], "subframes": subframes,
-                      "decided_before_render": bool(meta.get("decided_before_render"))})
+        for w, (keyframes, subframes, window) in enumerate(windows):
+            # the window's stream goes on to draw its light, as the paper's does after its keyframes
+            clip = _one_clip(uid, index, w, action, base, keyframes, subframes, window, seeds[w], rngs[w], meshes, cams,
+                             views, job, timer, progress, clips, len(actions), out_dir, extra_meta, fps, evidence,
+                             used)
+            (clips if "dir" in clip else skipped).append(clip)
     return {"status": "ok", "clips": clips, "skipped": skipped, "asset": asset_info,
             "timings": timer.seconds}
+
+
+def motion_profile(meshes, start: int, end: int, max_vertices: int = 4096) -> np.ndarray:
+    """How far the vertices move over each source-frame step of the action (start..end), as the mean
+    over at most `max_vertices` of them, relative to the first frame's size: depsgraph evaluation
+    only, one per source frame."""
+    scene.set_frame(start)
+    v, counts = geometry.world_vertices(meshes)
+    pick = np.linspace(0, len(v) - 1, min(len(v), max_vertices)).astype(int)
+    size = float((v.max(0) - v.min(0)).max()) or 1.0
+    prev, steps = v[pick], []
+    for frame in range(start + 1, end + 1):
+        scene.set_frame(frame)
+        v, _ = geometry.world_vertices(meshes, counts)
+        steps.append(float(np.linalg.norm(v[pick] - prev, axis=1).mean()) / size)
+        prev = v[pick]
+    return np.asarray(steps)
+
+
+def _one_clip(uid, index, w, action, base, keyframes, subframes, window, cseed, rng, meshes, cams, views, job,
+              timer, progress, clips, n_actions, out_dir, extra_meta, fps, evidence, used) -> dict:
+    """Render (or decide before rendering) one window of one animation and commit its folder: the
+    clip's entry, or a skipped entry with its reason."""
+    rs = job.render
+    key = f"{uid}_{index}" if w == 0 else f"{uid}_{index}_w{w}"
+    writer = ClipWriter(out_dir, key)
+    try:
+        report = functools.partial(progress, animation=action.name, clip=index + 1,
+                                   clips=n_actions, frames=len(keyframes), done=clips)
+        meta = render_clip(writer, meshes, cams, views, keyframes, rng, job, timer, report,
+                           [int(f) if not subframes else round(float(f), 4) for f in keyframes])
+    except (geometry.VertexCountChanged, DegenerateClip) as exc:
+        writer.abort()
+        reason = "vertex_count_changed" if isinstance(exc, geometry.VertexCountChanged) else "degenerate_bbox"
+        return {**base, "reason": reason, "detail": str(exc)}
+    except BaseException:
+        writer.abort()
+        raise
+    images = meta.pop("images")  # reported, not stored: a clip's bytes do not depend on the gate
+    meta.update({**extra_meta, "uid": uid, "key": key, **base, "fps": fps,
+                 "keyframes": [int(f) if not subframes else round(float(f), 4) for f in keyframes],
+                 "subframes": subframes, "seed": job.seed, "clip_seed": cseed,
+                 "texture_evidence": evidence, "blender": bpy.app.version_string,
+                 "render": {**used, "resolution": rs.resolution, "views": rs.views,
+                            "fov_deg": rs.fov_deg, "elevation_deg": rs.elevation_deg,
+                            "volume_size": rs.volume_size, **meta.pop("light")}})
+    if window.get("selection") == "motion" or w > 0:  # the paper's choice adds nothing to its meta
+        meta["window"] = {**window, "index": w}
+    writer.write_json("meta.json", meta)
+    t = time.perf_counter()
+    path = writer.commit()
+    timer.add("write", t)
+    return {**base, "key": key, "window": w, "dir": path, "keyframes": len(keyframes), "images": images,
+            "vertices": meta["vertices"], "faces": meta["faces"], "subframes": subframes,
+            "decided_before_render": bool(meta.get("decided_before_render"))}
 
 
 class DegenerateClip(Exception):

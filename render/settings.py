@@ -19,10 +19,18 @@ class KeyframeSettings:
     max_spacing: int = 3            # consecutive keyframes at most this many source frames apart
     short_clip: str = "subframes"   # clips with fewer than `count` source frames: subframes | reject
     min_source_frames: int = 8      # below this a clip is rejected as too short under either policy
+    # where the window sits: "motion", the offset whose frames move most (the same span as "random");
+    # "random", the paper's uniform offset
+    selection: str = "motion"
+    windows_per_animation: int = 1  # up to this many non-overlapping windows (clips) per animation
 
     def validate(self) -> None:
         if self.count < 2 or self.max_spacing < 1 or self.min_source_frames < 2:
             raise ValueError("keyframes: count >= 2, max_spacing >= 1 and min_source_frames >= 2 required")
+        if self.selection not in ("random", "motion"):
+            raise ValueError(f"keyframes.selection must be random or motion, got {self.selection!r}")
+        if self.windows_per_animation < 1:
+            raise ValueError(f"keyframes.windows_per_animation must be >= 1, got {self.windows_per_animation}")
         if self.short_clip not in SHORT_CLIP_POLICIES:
             raise ValueError(f"keyframes.short_clip must be one of {SHORT_CLIP_POLICIES}, got {self.short_clip!r}")
 

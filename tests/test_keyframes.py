@@ -33,3 +33,33 @@ def test_short_clip_rejected_under_reject_policy_and_below_minimum():
         choose_keyframes(0, 17, 30, 3, np.random.default_rng(0), short_clip="reject")
     with pytest.raises(ClipTooShort, match="min_source_frames"):
         choose_keyframes(1, 5, 30, 3, np.random.default_rng(0), min_source_frames=8)
+
+
+def test_motion_places_the_window_where_the_vertices_move_and_random_keeps_the_papers_choice():
+    from render.keyframes import choose_keyframes, choose_windows
+
+    motion = np.r_[np.zeros(140), np.ones(59)]  # 200 frames: idle for 140, then moving
+    idle_under_random = 0
+    for seed in range(20):
+        paper, _ = choose_keyframes(1, 200, 30, 3, np.random.default_rng(seed))
+        (rand, _, _), = choose_windows(1, 200, 30, 3, [np.random.default_rng(seed)], selection="random")
+        assert np.array_equal(rand, paper)  # "random" is exactly the paper's choice
+        (moving, _, info), = choose_windows(1, 200, 30, 3, [np.random.default_rng(seed)], selection="motion",
+                                            motion=motion)
+        assert np.array_equal(np.diff(moving), np.diff(paper))  # the same span and spacing, another offset
+        assert moving[-1] > 141 and info["motion_score"] > 0
+        idle_under_random += paper[-1] <= 141
+    assert idle_under_random > 0  # a random window can miss all of the motion
+
+
+def test_several_windows_do_not_overlap_and_stop_when_the_animation_is_full():
+    from render.keyframes import choose_windows
+
+    rngs = [np.random.default_rng(s) for s in range(3)]
+    windows = choose_windows(1, 600, 30, 3, rngs, selection="motion", motion=np.random.default_rng(9).random(599))
+    assert len(windows) == 3
+    spans = sorted((w[0][0], w[0][-1]) for w in windows)
+    assert all(a[1] < b[0] for a, b in zip(spans, spans[1:]))
+    assert all(len(w[0]) == 30 and (np.diff(w[0]) <= 3).all() for w in windows)
+    short = choose_windows(1, 40, 30, 3, [np.random.default_rng(s) for s in range(3)], selection="random")
+    assert len(short) == 1  # 40 frames hold one window of 30 keyframes, not three
