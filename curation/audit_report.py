@@ -26,8 +26,10 @@ SHEET_SAMPLES = 48  # clips shown per contact sheet
 HISTOGRAMS = [
     ("scene_components", lambda p: p["filters"]["scene_min_components"],
      "welded parts (scene_like: at least this many ...)"),
-    ("scene_largest_part", lambda p: p["filters"]["scene_max_part_size"],
-     "largest part / whole (... and the largest below this)"),
+    ("scene_isolated", lambda p: p["filters"]["scene_min_isolated"],
+     "share of parts standing apart (scene_like: at least this ...)"),
+    ("scene_moving", lambda p: p["filters"]["scene_max_moving"],
+     "share of parts moving (... and fewer than this)"),
     ("min_second_extent", lambda p: p["filters"]["degenerate_min_extent"],
      "second bounding-box side, smallest keyframe (degenerate below)"),
     ("bounds_max_abs", lambda p: p["render"]["volume_size"] / 2 + p["filters"]["bounds_margin"],

@@ -385,6 +385,87 @@ def _asset_scene_spread(rng, n_objects: int = 40, n_spinning: int = 6, extent: f
     return _meta("scene_spread", "scene_like", ["Spin"], [48], False, "rigid", objects=n_objects, extent=extent)
 
 
+def _asset_kitbash_walker(rng, pitch: float = 0.1):
+    """A character kitbashed from hundreds of separate rigid cubes (torso, two legs, two arms, a
+    little apart so no two share a vertex), each skinned whole to one bone, walking in place: the
+    legs and arms swing, the body bobs. Many small parts, none dominant, all packed and moving
+    together: a character, not a scene."""
+    _reset_scene(48)
+    blocks = {  # bone: (cubes along x, y, z), the block's lowest corner (in pitches), its pivot
+        "Body": ((6, 4, 8), (-3, -2, 9), (0.0, 0.0, 1.3)),
+        "LegL": ((3, 3, 8), (-3, -1.5, 0), (-0.15, 0.0, 0.85)),
+        "LegR": ((3, 3, 8), (0.5, -1.5, 0), (0.2, 0.0, 0.85)),
+        "ArmL": ((2, 2, 7), (-5.5, -1, 9.5), (-0.45, 0.0, 1.65)),
+        "ArmR": ((2, 2, 7), (3.5, -1, 9.5), (0.45, 0.0, 1.65)),
+    }
+    bm = bmesh.new()
+    owner = []  # bone of each vertex
+    for bone, ((nx, ny, nz), corner, _) in blocks.items():
+        for i, j, k in np.ndindex(nx, ny, nz):
+            centre = (np.asarray(corner) + (i + 0.5, j + 0.5, k + 0.5)) * pitch
+            bmesh.ops.create_cube(bm, size=0.92 * pitch, matrix=Matrix.Translation(tuple(centre)))
+            owner += [bone] * 8
+    me = bpy.data.meshes.new("Walker")
+    bm.to_mesh(me)
+    bm.free()
+    me.materials.append(_flat_material("WalkerPlates", rng.uniform(0.3, 0.8, 3)))
+    body = _link_new_object("Walker", me)
+    arm = _link_new_object("WalkerRig", bpy.data.armatures.new("WalkerRig"))
+    bpy.context.view_layer.objects.active = arm
+    bpy.ops.object.mode_set(mode="EDIT")
+    for bone, (_, _, pivot) in blocks.items():
+        eb = arm.data.edit_bones.new(bone)
+        eb.head, eb.tail = pivot, (pivot[0], pivot[1], pivot[2] + 0.2)
+    for bone in ("LegL", "LegR", "ArmL", "ArmR"):
+        arm.data.edit_bones[bone].parent = arm.data.edit_bones["Body"]
+    bpy.ops.object.mode_set(mode="OBJECT")
+    body.parent = arm
+    body.modifiers.new("Armature", "ARMATURE").object = arm
+    owner = np.asarray(owner)
+    for bone in blocks:
+        body.vertex_groups.new(name=bone).add(np.flatnonzero(owner == bone).tolist(), 1.0, "REPLACE")
+    _new_action(arm, "Walk")
+    swing = float(rng.uniform(0.35, 0.45))
+    for pb in arm.pose.bones:
+        pb.rotation_mode = "XYZ"
+    for f in range(1, 49, 4):
+        phase = 2 * math.pi * (f - 1) / 48
+        for bone, sign in (("LegL", 1), ("LegR", -1), ("ArmL", -1), ("ArmR", 1)):
+            arm.pose.bones[bone].rotation_euler = (sign * swing * math.sin(phase), 0.0, 0.0)
+            arm.pose.bones[bone].keyframe_insert("rotation_euler", frame=f)
+        arm.pose.bones["Body"].location = (0.0, 0.0, 0.03 * abs(math.sin(phase)))
+        arm.pose.bones["Body"].keyframe_insert("location", frame=f)
+    return _meta("kitbash_walker", "accept", ["Walk"], [48], False, "armature",
+                 pieces=int(len(owner) // 8))
+
+
+def _asset_ground_scene(rng, n_props: int = 30, extent: float = 12.0):
+    """A ground plane with props resting on it, spread out; one of them rolls across. The ground is
+    the largest part by far, so the largest part's size alone took it for one object."""
+    _reset_scene(48)
+    bpy.ops.mesh.primitive_plane_add(size=extent)
+    ground = bpy.context.active_object
+    ground.name = "Ground"
+    ground.data.materials.append(_flat_material("Grass", (0.3, 0.5, 0.25)))
+    mats = [_flat_material(f"Crate{k}", rng.uniform(0.2, 0.9, 3)) for k in range(3)]
+    placed = []
+    while len(placed) < n_props:  # props at least 1.2 apart: spread, not stacked
+        xy = rng.uniform(-extent / 2 + 0.6, extent / 2 - 0.6, 2)
+        if all(np.linalg.norm(xy - q) > 1.2 for q in placed):
+            placed.append(xy)
+    for k, (x, y) in enumerate(placed):
+        size = float(rng.uniform(0.3, 0.6))
+        bpy.ops.mesh.primitive_cube_add(size=size, location=(float(x), float(y), size / 2))
+        obj = bpy.context.active_object
+        obj.name = f"Crate{k:02d}"
+        obj.data.materials.append(mats[k % len(mats)])
+        if k == 0:  # the one prop that moves: rolls 2 units along x
+            _new_action(obj, "Roll")
+            _key_object(obj, "location", [(1, (float(x), float(y), size / 2)), (48, (float(x) + 2.0, float(y), size / 2))])
+            _set_interpolation(obj, "LINEAR")
+    return _meta("ground_scene", "scene_like", ["Roll"], [48], False, "rigid", props=n_props, extent=extent)
+
+
 def _asset_too_short(rng):
     _reset_scene(5)
     bpy.ops.mesh.primitive_cube_add(size=0.5)
@@ -405,6 +486,8 @@ _BUILDERS = [
     ("static_statue", _asset_static_statue),
     ("runaway", _asset_runaway),
     ("scene_spread", _asset_scene_spread),
+    ("kitbash_walker", _asset_kitbash_walker),
+    ("ground_scene", _asset_ground_scene),
     ("too_short", _asset_too_short),
 ]
 

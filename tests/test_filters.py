@@ -101,14 +101,59 @@ def test_atypical_motion_rejects_a_teleport_and_keeps_real_motion(demo_clip):
 def test_scene_like_rejects_the_spread_scene_and_keeps_a_many_part_robot(demo_clip, shared_asset, render_cached):
     out = scene_like(demo_clip("scene_spread"), SETTINGS)
     assert not out.passed and out.values["scene_components"] == 40
-    assert out.values["scene_largest_part"] < SETTINGS.scene_max_part_size
+    assert out.values["scene_isolated"] >= SETTINGS.scene_min_isolated > out.values["scene_moving"]
     robot = render_cached(shared_asset("robot_expressive.glb"), tiny_job(**LABEL_JOB))
     ok = scene_like(load_clip(robot.clips[0]["dir"]), SETTINGS)
-    # many parts (eyes, joints, plates), but a dominant body
+    # many parts (eyes, joints, plates), packed together into one body
     assert ok.passed and ok.values["scene_components"] >= SETTINGS.scene_min_components
-    assert ok.values["scene_largest_part"] > 2 * SETTINGS.scene_max_part_size
+    assert ok.values["scene_isolated"] < SETTINGS.scene_min_isolated
     # its triangles have their own vertices (flat shading): 63 parts once welded, ~2000 by index
     assert ok.values["scene_components"] < 100
+
+
+def test_scene_like_tells_packed_pieces_from_spread_props():
+    """Hand-made clips: 200 cubes packed into a block (a kitbashed body) against 200 cubes spread
+    at random over a 60 x 60 plane; each moving (all together) or still (one moving)."""
+    def cubes(centers, size):
+        corners = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], float) - 0.5
+        quads = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
+        tri = np.array([t for a, b, c, d in quads for t in ((a, b, c), (a, c, d))])
+        verts = (centers[:, None, :] + size * corners[None]).reshape(-1, 3)
+        faces = (tri[None] + 8 * np.arange(len(centers))[:, None, None]).reshape(-1, 3)
+        return verts, faces
+
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in (5, 5, 8)], indexing="ij"), -1).reshape(-1, 3)
+    packed, faces = cubes(grid * 0.1, 0.095)           # gaps of 0.005: pieces that touch
+    spread, _ = cubes(np.c_[np.random.default_rng(0).uniform(0, 60, (200, 2)), np.zeros(200)], 0.5)
+
+    def clip(first, move_all):
+        T = 4
+        verts = np.repeat(first[None], T, 0)
+        shift = np.linspace(0, 0.3, T)[:, None] * (first.max() - first.min())
+        if move_all:
+            verts[..., 0] += shift
+        else:
+            verts[:, :8, 0] += shift  # one piece moves
+        return {"verts": verts.astype(np.float32), "faces": faces}
+
+    walker = scene_like(clip(packed, move_all=True), SETTINGS)
+    assert walker.passed and walker.values["scene_components"] == 200 and walker.values["scene_isolated"] == 0.0
+    assert scene_like(clip(packed, move_all=False), SETTINGS).passed  # packed: one body, moving or not
+    props = scene_like(clip(spread, move_all=False), SETTINGS)
+    assert not props.passed and props.values["scene_isolated"] > 0.8 and props.values["scene_moving"] < 0.01
+    swarm = scene_like(clip(spread, move_all=True), SETTINGS)
+    assert swarm.passed and swarm.values["scene_moving"] == 1.0  # everything moves: not a still set
+
+
+def test_a_kitbashed_walker_is_a_character_and_props_on_a_ground_a_scene(demo_clip):
+    walker = scene_like(demo_clip("kitbash_walker"), SETTINGS)  # 392 cubes, none over 0.09 of the whole
+    assert walker.passed and walker.values["scene_components"] == 392
+    assert walker.values["scene_largest_part"] < 0.25  # what alone called it a scene before
+    assert walker.values["scene_isolated"] < SETTINGS.scene_min_isolated
+    ground = scene_like(demo_clip("ground_scene"), SETTINGS)  # the ground is nearly the whole
+    assert not ground.passed and ground.values["scene_largest_part"] > 0.9
+    assert ground.values["scene_isolated"] >= SETTINGS.scene_min_isolated
+    assert ground.values["scene_moving"] < SETTINGS.scene_max_moving and "props, not one character" in ground.reason
 
 
 def test_scene_like_ignores_vertices_no_triangle_uses(demo_clip):

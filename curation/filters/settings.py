@@ -21,10 +21,14 @@ class FilterSettings:
     bounds_margin: float = 0.175
     # atypical_motion: largest per-vertex step between keyframes, per source frame (unit-cube units)
     max_jump: float = 1.0
-    # scene_like: at least this many welded connected components ...
+    # scene_like: at least this many welded connected components (parts) ...
     scene_min_components: int = 10
-    # scene_like: ... and the largest one's bounding-box diagonal under this share of the whole's
-    scene_max_part_size: float = 0.25
+    # ... at least this share of them standing apart (see scene_like.py: not touching another part,
+    # the largest part, a ground, aside) ...
+    scene_min_isolated: float = 0.5
+    # ... and under this share of them moving: a scene; packed parts, or parts that move together,
+    # are one character
+    scene_max_moving: float = 0.5
     # degenerate: a keyframe whose second-largest bounding-box side is under this is flat in two axes
     degenerate_min_extent: float = 0.02
     # texture label: an image counts as a texture when its largest per-channel std exceeds this
