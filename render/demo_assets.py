@@ -466,6 +466,29 @@ def _asset_ground_scene(rng, n_props: int = 30, extent: float = 12.0):
     return _meta("ground_scene", "scene_like", ["Roll"], [48], False, "rigid", props=n_props, extent=extent)
 
 
+def _asset_late_mover(rng, idle: int = 100, frames: int = 150):
+    """A blob that rests for its first `idle` frames, then swells and squashes: a random 30-keyframe
+    window (spanning about 60 frames) often sees only the rest, a window placed by motion never."""
+    _reset_scene(frames)
+    bpy.ops.mesh.primitive_ico_sphere_add(subdivisions=3, radius=0.5)
+    blob = bpy.context.active_object
+    blob.data.shade_smooth()
+    blob.data.materials.append(_flat_material("LateSkin", rng.uniform(0.2, 0.9, 3)))
+    blob.shape_key_add(name="Basis")
+    co = np.empty(len(blob.data.vertices) * 3)
+    blob.data.vertices.foreach_get("co", co)
+    blob.shape_key_add(name="Squash", from_mix=False).data.foreach_set(
+        "co", (co.reshape(-1, 3) * np.array([1.3, 1.3, 0.6])).ravel())
+    key = blob.data.shape_keys
+    _new_action(key, "WakeUp")
+    sq = key.key_blocks["Squash"]
+    for f, value in [(1, 0.0), (idle, 0.0)] + [(f, 0.5 - 0.5 * math.cos(2 * math.pi * (f - idle) / 25))
+                                                 for f in range(idle + 5, frames + 1, 5)]:
+        sq.value = value
+        sq.keyframe_insert("value", frame=f)
+    return _meta("late_mover", "accept", ["WakeUp"], [frames], False, "shape_keys", idle_frames=idle)
+
+
 def _asset_too_short(rng):
     _reset_scene(5)
     bpy.ops.mesh.primitive_cube_add(size=0.5)
@@ -488,6 +511,7 @@ _BUILDERS = [
     ("scene_spread", _asset_scene_spread),
     ("kitbash_walker", _asset_kitbash_walker),
     ("ground_scene", _asset_ground_scene),
+    ("late_mover", _asset_late_mover),
     ("too_short", _asset_too_short),
 ]
 

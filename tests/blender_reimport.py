@@ -1,13 +1,26 @@
 """Run as a script with the project's Python (bpy): import a GLB in Blender and print, as JSON, every
-mesh vertex's world position (Blender's frame) at the given scene frames."""
+mesh vertex's world position (Blender's frame) at the given scene frames. `reimport` runs it from a
+test (bpy is imported only in the script's own process)."""
 import json
+import os
+import subprocess
 import sys
 
-import bpy
 import numpy as np
 
 
+def reimport(glb: str, frames) -> dict:
+    """{"fps", "shape_keys", "frames": [world positions per frame]} of `glb`, from a fresh Blender."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), glb, *map(str, frames)],
+                          capture_output=True, text=True, cwd=root, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(next(ln for ln in proc.stdout.splitlines() if ln.startswith("REIMPORT "))[9:])
+
+
 def main(path: str, frames: list[float]) -> None:
+    import bpy
+
     bpy.ops.wm.read_factory_settings(use_empty=True)
     bpy.ops.import_scene.gltf(filepath=path)
     scene = bpy.context.scene

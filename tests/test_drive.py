@@ -1,9 +1,6 @@
 """Driving meshes with tiny trained models: the GLB re-imports in Blender and plays the decoded
 vertices, one asset's video drives another mesh, and a seeded run repeats exactly."""
-import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,9 +10,9 @@ from PIL import Image
 from dataset.clip_sample import ClipSample
 from train.drive import GLTF_TO_BLENDER, drive
 from train.gltf_morph import GltfAsset
+from tests.blender_reimport import reimport
 
 pytestmark = pytest.mark.slow
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def front_view_video(clip_shards, key, folder) -> str:
@@ -26,13 +23,6 @@ def front_view_video(clip_shards, key, folder) -> str:
     for t in range(clip.num_frames):
         Image.fromarray(clip.frame(t)[0]).save(os.path.join(folder, f"{t:03d}.png"))
     return str(folder)
-
-
-def reimport(glb: str, frames) -> dict:
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "blender_reimport.py"), glb,
-                           *map(str, frames)], capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return json.loads(next(ln for ln in proc.stdout.splitlines() if ln.startswith("REIMPORT "))[9:])
 
 
 def test_driven_glb_reimports_in_blender_with_the_decoded_vertices(clip_shards, demo_assets, trained_vae,

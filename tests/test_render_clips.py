@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from curation.clip_processing import load_clip
+from tests.blender_reimport import reimport
 from tests.conftest import tiny_job
 
 pytestmark = pytest.mark.slow
@@ -50,7 +51,10 @@ def test_normalization_puts_first_keyframe_in_unit_cube_and_keeps_later_motion(d
     assert np.isclose((hi - lo).max(), 1.0, atol=1e-5) and np.allclose((hi + lo) / 2, 0, atol=1e-5)
     assert np.abs(v[-1]).max() > 0.75  # leaves the 1.5-unit volume: visible to the bounds filter
     norm = clip["meta"]["normalization"]
-    assert norm["scale"] > 0 and len(norm["offset"]) == 3
+    # verts / scale + offset are the world-space vertices Blender evaluates at those keyframes
+    world = np.asarray(reimport(demo_assets["runaway"]["path"], clip["meta"]["keyframes"])["frames"])
+    back = v.astype(np.float64) / norm["scale"] + np.asarray(norm["offset"])
+    assert back.shape == world.shape and np.allclose(back, world, atol=1e-5 / norm["scale"])
 
 
 def test_keyframe_count_and_spacing_long_and_short_clips(shared_asset, demo_assets, render_cached):
