@@ -149,7 +149,7 @@ def _one_clip(uid, index, w, action, base, keyframes, subframes, window, cseed, 
     except BaseException:
         writer.abort()
         raise
-    images = meta.pop("images")  # reported, not stored: a clip's bytes do not depend on the gate
+    images, seconds = meta.pop("images"), meta.pop("seconds")  # reported, not stored: bytes do not depend on them
     meta.update({**extra_meta, "uid": uid, "key": key, **base, "fps": fps,
                  "keyframes": [int(f) if not subframes else round(float(f), 4) for f in keyframes],
                  "subframes": subframes, "seed": job.seed, "clip_seed": cseed,
@@ -164,6 +164,7 @@ def _one_clip(uid, index, w, action, base, keyframes, subframes, window, cseed, 
     path = writer.commit()
     timer.add("write", t)
     return {**base, "key": key, "window": w, "dir": path, "keyframes": len(keyframes), "images": images,
+            "seconds": seconds,
             "vertices": meta["vertices"], "faces": meta["faces"], "subframes": subframes,
             "decided_before_render": bool(meta.get("decided_before_render"))}
 
@@ -179,7 +180,7 @@ def render_clip(writer: ClipWriter, meshes, cams, views, keyframes, rng, job: Jo
     verdict in the meta (`decided_before_render`). The light is drawn before the gate asks, so the
     random draws (and the images) of a clip are the same with the gate on or off."""
     rs = job.render
-    t = time.perf_counter()
+    t = started = time.perf_counter()
     scene.set_frame(keyframes[0])
     v0, counts = geometry.world_vertices(meshes)
     lo, hi = v0.min(0), v0.max(0)
@@ -200,12 +201,14 @@ def render_clip(writer: ClipWriter, meshes, cams, views, keyframes, rng, job: Jo
                    "views": [{"name": v["name"], "azimuth_deg": v["azimuth_deg"], "K": v["K"].tolist(),
                               "w2c": v["w2c"].tolist()} for v in views]}
     out = {"normalization": {"offset": offset.tolist(), "scale": scale}, "light": light,
-           "vertices": int(verts.shape[1]), "faces": int(len(faces)), "meshes": len(meshes), "images": 0}
+           "vertices": int(verts.shape[1]), "faces": int(len(faces)), "meshes": len(meshes), "images": 0,
+           "seconds": {"evaluate": time.perf_counter() - started}}
     if job.gate:
         verdict = importlib.import_module(job.gate["module"]).gate(
             {"verts": verts, "faces": faces, "cameras": camera_json,
              "meta": {"keyframes": meta_keyframes, "render": {"volume_size": rs.volume_size}}},
             job.gate["settings"])
+        out["seconds"]["gate"] = time.perf_counter() - t
         t = timer.add("gate", t)
         if verdict["rule"] is not None:  # rejected on geometry: not one image rendered
             writer.write_arrays(verts, faces)
@@ -215,6 +218,7 @@ def render_clip(writer: ClipWriter, meshes, cams, views, keyframes, rng, job: Jo
     engine.place_cameras(cams, [cameras.blender_camera_matrix(v["w2c"], offset, scale) for v in views],
                          clip_start=0.01 / scale, clip_end=(d + 2.0 * rs.volume_size) / scale)
     lighting.apply_light(light)
+    rendering = time.perf_counter()
     for ti, frame in enumerate(keyframes):
         scene.set_frame(frame)
         t = timer.add("evaluate", t)
@@ -228,6 +232,7 @@ def render_clip(writer: ClipWriter, meshes, cams, views, keyframes, rng, job: Jo
     writer.write_arrays(verts, faces)
     writer.write_json("cameras.json", camera_json)
     timer.add("write", t)
+    out["seconds"]["render"] = time.perf_counter() - rendering  # frames, renders and writes
     return out
 
 

@@ -48,8 +48,9 @@ def run(pipelines, out, *extra):
 def test_the_gate_changes_no_accepted_clip_and_no_decision(demo_assets, tmp_path):
     names = ["rigid_spinner", "creature_textured", *GATED]
     pipelines = tiny_pipelines_file(tmp_path, [demo_assets[n]["path"] for n in names])
-    gated = run(pipelines, tmp_path / "gated")
-    plain = run(pipelines, tmp_path / "plain", "--set", "filters.geometry_first=false")
+    paper = ("--set", "keyframes.selection=random")  # the paper's windows: only the gate differs
+    gated = run(pipelines, tmp_path / "gated", *paper)
+    plain = run(pipelines, tmp_path / "plain", *paper, "--set", "filters.geometry_first=false")
     assert same_clips(members(Store(str(tmp_path / "gated"))), members(Store(str(tmp_path / "plain"))))
     by_uid = {r.uid: r for r in plain.itertuples()}
     for r in gated.itertuples():
