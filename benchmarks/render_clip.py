@@ -2,11 +2,20 @@
 
     python benchmarks/render_clip.py [--asset ../shared/assets/fox.glb] [--pipeline demo]
         [--keyframes T] [--resolution R] [--samples S] [--out DIR]
+        [--peer-script PATH [--peer-args TEMPLATE]]
 
 Renders the asset's first clip at the pipeline's settings (the options override them for quick
 trials) twice, each in a fresh process so both start cold: (1) render.launcher.render_asset, (2)
 benchmarks/naive_render.py, which renders the same keyframes, light and cameras. An image is one
 view of one keyframe. Aims: naive/ours >= 1.5x, and under 10% of our clip's time outside rendering.
+
+With `--peer-script`, a public Objaverse rendering script the user supplies (for example
+objaverse-xl's scripts/rendering/blender_script.py) also runs, in the same run, on the same asset with
+as many images: `python SCRIPT -- ARGS` with this project's Python (bpy as a module; such scripts
+read their arguments after "--"), ARGS from `--peer-args` with {asset}, {out}, {images}, {views},
+{samples}, {resolution} filled in. Its seconds per image are its wall time over the PNGs it wrote.
+Its own camera, light and sample choices stay its own: the figure compares what each script costs
+per image as a user runs it.
 """
 import argparse
 import importlib.metadata
@@ -76,9 +85,14 @@ def main() -> int:
     ap.add_argument("--resolution", type=int, help="pixels per side (default: the pipeline's)")
     ap.add_argument("--samples", type=int, help="Cycles samples (default: the pipeline's)")
     ap.add_argument("--out", help="output folder (default: a new temp folder, kept)")
+    ap.add_argument("--peer-script", help="a peer's Blender rendering script to time on the same asset")
+    ap.add_argument("--peer-args", default="--object_path {asset} --output_dir {out} --engine CYCLES "
+                                          "--num_renders {images}",
+                    help="its arguments (after '--'); default: objaverse-xl's blender_script.py")
     args = ap.parse_args()
 
     job = load_pipeline(args.pipeline).job_settings()
+    job.gate = {}  # every clip rendered: this measures rendering, not what the filters would skip
     if args.keyframes:
         job.keyframes.count = args.keyframes
     if args.resolution:
@@ -136,7 +150,28 @@ def main() -> int:
     print(f"same images both ways: {'yes' if diff == 0 else 'no'} "
           f"(pixel difference: max {diff}/255, mean {mean_diff:.3f}/255)")
     print(f"outputs: ours {clip['dir']}\n         naive {os.path.join(out, 'naive')}")
+    if args.peer_script:
+        peer = run_peer(args.peer_script, args.peer_args, asset, os.path.join(out, "peer"), images, rs)
+        print(f"peer script {os.path.basename(args.peer_script)}: {peer['images']} images in {peer['wall_s']:.1f} s, "
+              f"{peer['wall_s'] / max(peer['images'], 1):.3f} s per image; ours {ours['total'] / images:.3f} s per image "
+              f"(peer/ours {peer['wall_s'] / max(peer['images'], 1) / (ours['total'] / images):.2f}x); "
+              f"command: {shlex.join(peer['command'])}")
     return 0
+
+
+def run_peer(script: str, template: str, asset: str, out_dir: str, images: int, rs) -> dict:
+    """Time a peer's rendering script on `asset`; count the PNGs it wrote under `out_dir`."""
+    os.makedirs(out_dir, exist_ok=True)
+    fill = {"asset": asset, "out": out_dir, "images": images, "views": rs.views, "samples": rs.samples,
+            "resolution": rs.resolution}
+    cmd = [sys.executable, os.path.abspath(script), "--", *shlex.split(template.format(**fill))]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if proc.returncode:
+        sys.exit(f"the peer script failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
+    pngs = sum(name.endswith(".png") for _, _, files in os.walk(out_dir) for name in files)
+    return {"images": pngs, "wall_s": wall, "command": cmd}
 
 
 if __name__ == "__main__":
