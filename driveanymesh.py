@@ -13,6 +13,7 @@ def _cmd_render(args) -> int:
 
     pipe = load_pipeline(args.pipeline, args.pipelines_file)
     job = pipe.job_settings()
+    job.gate = {}  # `render` renders every clip; deciding which to keep is `run`'s
     for name in ("resolution", "engine", "samples"):
         if getattr(args, name) is not None:
             setattr(job.render, name, getattr(args, name))
