@@ -147,7 +147,7 @@ def _cmd_encode_latents(args) -> int:
 
     from train.config import load_train_config
     from train.latent_cache import encode_shards
-    from train.trainer import load_vae
+    from train.checkpoint import load_vae
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     vae = load_vae(args.vae, device)

@@ -33,9 +33,9 @@ def row_config(name: str, tiny: bool):
     cfg = load_train_config(name)
     if tiny:
         base = load_train_config("vae-tiny")
-        ablated = {"latent_channels": cfg.vae.latent_channels, "mse_weight": cfg.vae.mse_weight,
-                   "dis_weight": cfg.vae.dis_weight, "width": TINY_WIDTH.get(cfg.vae.width, base.vae.width)}
-        base.vae = dataclasses.replace(base.vae, **ablated)
+        base.vae = dataclasses.replace(base.vae, latent_channels=cfg.vae.latent_channels,
+                                       width=TINY_WIDTH.get(cfg.vae.width, base.vae.width))
+        base.vae_loss = cfg.vae_loss
         base.name = f"{name} (tiny)"
         cfg = base
     cfg.max_steps = 10**9  # the time budget ends each run

@@ -1,22 +1,94 @@
-"""VAE samples per second from shards, beside the raw read speed of the same tar files.
+"""Training examples per second from shards, beside the raw read speed of the same tar files.
 
     python benchmarks/loader.py SHARD [SHARD ...] [--samples N] [--workers 0 1 2]
+    python benchmarks/loader.py SHARD [SHARD ...] --diffusion [--before CHECKOUT] [--workers 0]
 
 Raw: every sample's bytes read through webdataset (no decoding). VAE: the training loader's examples
 (P1 of N=2048 points by random + FPS sampling of the rebuilt dense points, Pt at a random keyframe,
 4 views of that keyframe decoded, matted, resized, with Pluecker rays) at 256 x 256, batch 1, over
 as many passes of the shards as it takes to reach --samples.
+
+--diffusion times the diffusion loader instead (T'=10 keyframes: their view-0 video frames and P1),
+from the plain shards (with the VAE views of those keyframes) and from a latent cache of them (with
+their latents; written first into a temporary folder by a VAE of the paper's M=512, C0=32 whose
+other sizes are tiny: the latents' values do not change the loader's work). With --before the same
+figures come from an earlier checkout's loader too, alternating the two twice in one run, with each
+figure's ratio (after / before).
 """
 import argparse
+import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 
-import webdataset as wds
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# --code ROOT (the --before child) imports that checkout's packages instead of this one's.
+CODE = sys.argv[sys.argv.index("--code") + 1] if "--code" in sys.argv else ROOT
+sys.path.insert(0, CODE)
+import webdataset as wds  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from dataset.loaders import LoaderConfig, make_loader  # noqa: E402
+
+
+def rate(shards, kind: str, cfg, samples: int, workers: int) -> float:
+    t, n, epoch = time.perf_counter(), 0, 0
+    while n < samples:
+        for _ in make_loader(shards, kind, cfg, batch_size=1, num_workers=workers, epoch=epoch, drop_last=False):
+            n += 1
+        epoch += 1
+    return n / (time.perf_counter() - t)
+
+
+def latent_cache(shards: list[str]) -> list[str]:
+    import torch
+
+    from model.vae import VAE, VAEConfig
+    from train.latent_cache import encode_shards
+
+    torch.manual_seed(0)
+    vae = VAE(VAEConfig(num_latents=512, latent_channels=32, width=32, heads=2, encoder_depth=1, decoder_depth=1,
+                        image_size=32, patch_size=8, vit_depth=1, num_freqs=4)).eval()
+    out = tempfile.mkdtemp(prefix="latent-cache-")
+    cfg = LoaderConfig(image_size=32)  # the encoder's input; the cached P1 is the same at any image size
+    return encode_shards(vae, shards, out, cfg)
+
+
+def diffusion_child(args) -> int:
+    cfg = LoaderConfig(image_size=args.image_size, shuffle_buffer=0)
+    figures = {}
+    for workers in args.workers:
+        figures[f"plain shards, {workers} workers"] = rate(args.shards, "diffusion", cfg, args.samples, workers)
+        figures[f"latent cache, {workers} workers"] = rate(args.cache, "diffusion", cfg, args.samples, workers)
+    print(json.dumps(figures), flush=True)
+    return 0
+
+
+def compare_diffusion(args) -> int:
+    cache = latent_cache(args.shards)
+    print(f"latent cache of {len(args.shards)} shards in {os.path.dirname(os.path.dirname(cache[0]))}", flush=True)
+    codes = ([("before", os.path.abspath(args.before))] if args.before else []) + [("this checkout", ROOT)]
+    passes = 2 if args.before else 1
+    runs = {name: [] for name, _ in codes}
+    for _ in range(passes):
+        for name, code in codes:
+            cmd = [sys.executable, os.path.abspath(__file__), *map(os.path.abspath, args.shards), "--diffusion",
+                   "--samples", str(args.samples), "--image-size", str(args.image_size),
+                   "--workers", *map(str, args.workers), "--cache", *cache, "--code", code]
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=code)
+            if proc.returncode != 0:
+                sys.exit(f"{name} ({code}) failed:\n{proc.stderr[-3000:]}")
+            runs[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            print(f"  {name}: " + ", ".join(f"{k} {v:.1f}/s" for k, v in runs[name][-1].items()), flush=True)
+    best = {name: {k: max(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()}
+    for key, value in best["this checkout"].items():
+        line = f"diffusion examples, {key}: {value:.1f} samples/s"
+        if args.before:
+            line += f" (before {best['before'][key]:.1f}, ratio {value / best['before'][key]:.2f})"
+        print(line)
+    return 0
 
 
 def main() -> int:
@@ -25,7 +97,13 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=60)
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--image-size", type=int, default=256)
+    ap.add_argument("--diffusion", action="store_true", help="the diffusion loader, plain and from a latent cache")
+    ap.add_argument("--before", help="with --diffusion: an earlier checkout, timed in the same run")
+    ap.add_argument("--cache", nargs="+", help=argparse.SUPPRESS)
+    ap.add_argument("--code", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.diffusion:
+        return diffusion_child(args) if args.code else compare_diffusion(args)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
     size = sum(os.path.getsize(s) for s in args.shards)
 
@@ -40,14 +118,8 @@ def main() -> int:
 
     cfg = LoaderConfig(image_size=args.image_size, shuffle_buffer=0)
     for workers in args.workers:
-        t, n, epoch = time.perf_counter(), 0, 0
-        while n < args.samples:
-            for batch in make_loader(args.shards, "vae", cfg, batch_size=1, num_workers=workers, epoch=epoch,
-                                     drop_last=False):
-                n += 1
-            epoch += 1
-        rate = n / (time.perf_counter() - t)
-        print(f"VAE examples, {workers} worker processes: {rate:.1f} samples/s ({n} samples)")
+        print(f"VAE examples, {workers} worker processes: {rate(args.shards, 'vae', cfg, args.samples, workers):.1f} "
+              f"samples/s")
     return 0
 
 

@@ -1,27 +1,36 @@
 """Training and generation speed of the paper-size models (or tiny ones with --tiny).
 
     python benchmarks/train_step.py [--device cuda|cpu] [--vae-batch B] [--diffusion-batch B] [--steps S]
+    python benchmarks/train_step.py --trainer [--before CHECKOUT] [--tiny] [--steps S]
 
 Prints, for the VAE and for the denoiser (latent-cache training, T' = 10 frames): samples per second,
 achieved TFLOP/s (FLOPs of one step counted by torch's FlopCounterMode) and its fraction of the GPU's
 bf16 dense peak, peak memory; then the time to generate one 30-frame clip: the Heun sampler's 18 steps
 (35 denoiser evaluations) plus decoding 50,000 query points at every frame. Inputs are random tensors
 of the real shapes: speed does not depend on their values.
+
+--trainer times `Trainer.train_step` itself (the objective, optimizer, clipping, EMA) for the VAE and
+for diffusion with the latents encoded in the step and from a latent cache; with --before it does so
+for an earlier checkout's code too, alternating the two twice in one run, and prints each figure's
+ratio (after / before). Only the Trainer's interface is used, which both checkouts share.
 """
 import argparse
+import json
+import os
 import platform
 import resource
+import subprocess
 import sys
+import tempfile
 import time
-import os
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from model.denoiser import Denoiser, DenoiserConfig  # noqa: E402
-from model.edm import EDMConfig, EDMPrecond, edm_loss, heun_sample  # noqa: E402
-from model.vae import VAE, VAEConfig  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# --code ROOT (the --before child) imports that checkout's packages instead of this one's.
+CODE = sys.argv[sys.argv.index("--code") + 1] if "--code" in sys.argv else ROOT
+sys.path.insert(0, CODE)
 
 BF16_PEAK_TFLOPS = {"H100 PCIe": 756.0, "H100": 989.4, "H200": 989.4, "A100": 312.0}  # dense, no sparsity
 
@@ -80,6 +89,9 @@ def measure(name, model, make_batch, loss_fn, batch_size, steps, warmup, device)
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--trainer", action="store_true", help="time Trainer.train_step (see above)")
+    ap.add_argument("--before", help="with --trainer: an earlier checkout, timed in the same run")
+    ap.add_argument("--code", help=argparse.SUPPRESS)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--vae-batch", type=int, default=32)
     ap.add_argument("--diffusion-batch", type=int, default=16)
@@ -92,6 +104,12 @@ def main() -> int:
     ap.add_argument("--tiny", action="store_true", help="tiny configurations (a quick check of the script)")
     args = ap.parse_args()
     device = torch.device(args.device)
+    if args.trainer:
+        return compare_trainers(args) if args.code is None else trainer_child(args, device)
+    from model.denoiser import Denoiser, DenoiserConfig
+    from model.edm import EDMConfig, EDMPrecond
+    from model.vae import VAE, VAEConfig
+
     torch.manual_seed(0)
     vcfg, dcfg = (VAEConfig.tiny(), DenoiserConfig.tiny()) if args.tiny else (VAEConfig(), DenoiserConfig())
     edm = EDMConfig()
@@ -105,24 +123,102 @@ def main() -> int:
     return 0
 
 
-def train_figures(args, vae, precond, vcfg, dcfg, edm, device):
-    N, M, S, T, D = 2048, vcfg.num_latents, vcfg.image_size, args.frames, dcfg.image_size
-    measure("VAE", vae, lambda b: {"p1": torch.rand(b, N, 3, device=device) - 0.5,
-                                   "pt": torch.rand(b, N, 3, device=device) - 0.5,
-                                   "views": torch.randn(b, vcfg.views, vcfg.image_channels, S, S, device=device)},
-            lambda m, x: m(x["p1"], x["views"], x["pt"])["loss"], args.vae_batch, args.steps, args.warmup, device)
+def random_batches(vcfg, dcfg, batch: int, frames: int, device) -> dict:
+    """Random tensors of the loaders' shapes: a VAE batch, and diffusion batches with views (latents
+    encoded in the step) and with cached latents."""
+    N, M, S, D = 2048, vcfg.num_latents, vcfg.image_size, dcfg.image_size
+    p1 = torch.rand(batch, N, 3, device=device) - 0.5
+    video = torch.randn(batch, frames, 3, D, D, device=device)
+    return {"vae": {"p1": p1, "pt": torch.rand(batch, N, 3, device=device) - 0.5,
+                    "views": torch.randn(batch, vcfg.views, vcfg.image_channels, S, S, device=device)},
+            "encoded in the step": {"p1": p1, "video": video, "views": torch.randn(
+                batch, frames, vcfg.views, vcfg.image_channels, S, S, device=device)},
+            "latent cache": {"p1": p1, "video": video,
+                             "latents": torch.randn(batch, frames, M, vcfg.latent_channels, device=device)}}
 
-    precond = EDMPrecond(Denoiser(dcfg), edm.sigma_data).to(device)
-    T, D = args.frames, dcfg.image_size
-    measure("denoiser", precond,
-            lambda b: {"y": torch.randn(b, T, M, dcfg.latent_channels, device=device) * edm.sigma_data,
-                       "p1": torch.rand(b, N, 3, device=device) - 0.5,
-                       "video": torch.randn(b, T, 3, D, D, device=device)},
-            lambda m, x: edm_loss(m, x["y"], edm, p1=x["p1"], video=x["video"]),
+
+def train_figures(args, vae, precond, vcfg, dcfg, edm, device):
+    from model.edm import edm_loss
+    from train.objectives import VAEObjective
+
+    batches = random_batches(vcfg, dcfg, max(args.vae_batch, args.diffusion_batch), args.frames, device)
+    vae_batch = {k: v[:args.vae_batch] for k, v in batches["vae"].items()}
+    measure("VAE", VAEObjective(vae), lambda b: vae_batch, lambda m, x: m(x)["loss"], args.vae_batch,
+            args.steps, args.warmup, device)
+    cached = {k: v[:args.diffusion_batch] for k, v in batches["latent cache"].items()}
+    measure("denoiser", precond, lambda b: cached,
+            lambda m, x: edm_loss(m, x["latents"] * edm.sigma_data, edm, p1=x["p1"], video=x["video"]),
             args.diffusion_batch, args.steps, args.warmup, device)
 
 
+def trainer_child(args, device) -> int:
+    """Times Trainer.train_step of the code under --code; prints one JSON line of ms per step."""
+    from train.config import load_train_config
+    from train.trainer import Trainer
+
+    size = "tiny" if args.tiny else "paper"
+    out = tempfile.mkdtemp(prefix="train-step-")
+    figures = {}
+
+    def timed(trainer, batch) -> float:
+        for _ in range(args.warmup):
+            trainer.train_step(batch)
+        sync(device)
+        t = time.perf_counter()
+        for _ in range(args.steps):
+            trainer.train_step(batch)
+        sync(device)
+        return (time.perf_counter() - t) / args.steps * 1e3
+
+    torch.manual_seed(0)
+    vae_cfg = load_train_config(f"vae-{size}")
+    vae_cfg.batch_size, vae_cfg.num_workers = args.vae_batch, 0
+    vae_trainer = Trainer(vae_cfg, [], os.path.join(out, "vae"))
+    diff_cfg = load_train_config(f"diffusion-{size}")
+    batches = random_batches(vae_trainer.objective.vae.cfg, diff_cfg.denoiser, args.diffusion_batch,
+                             diff_cfg.data.frames_per_clip, device)
+    vae_batch = {k: v[:args.vae_batch] for k, v in random_batches(
+        vae_cfg.vae, diff_cfg.denoiser, args.vae_batch, 1, device)["vae"].items()}
+    figures["VAE"] = timed(vae_trainer, vae_batch)
+    checkpoint = vae_trainer.save()
+    vae_trainer.close()
+    for kind in ("encoded in the step", "latent cache"):
+        trainer = Trainer(diff_cfg, [], os.path.join(out, kind), vae_checkpoint=checkpoint)
+        figures[f"diffusion, {kind}"] = timed(trainer, batches[kind])
+        trainer.close()
+    print(json.dumps(figures), flush=True)
+    return 0
+
+
+def compare_trainers(args) -> int:
+    codes = ([("before", os.path.abspath(args.before))] if args.before else []) + [("this checkout", ROOT)]
+    passes = 2 if args.before else 1
+    argv = [a for a in sys.argv[1:] if a not in ("--before", args.before)]
+    print(f"Trainer.train_step, {'tiny' if args.tiny else 'paper-size'} configurations, VAE batch "
+          f"{args.vae_batch}, diffusion batch {args.diffusion_batch}, {args.steps} timed steps after "
+          f"{args.warmup}; {passes} pass(es) over {', '.join(c for c, _ in codes)}", flush=True)
+    runs: dict[str, list[dict]] = {name: [] for name, _ in codes}
+    for _ in range(passes):
+        for name, code in codes:
+            proc = subprocess.run([sys.executable, os.path.abspath(__file__), *argv, "--code", code],
+                                  capture_output=True, text=True, cwd=code)
+            if proc.returncode != 0:
+                sys.exit(f"{name} ({code}) failed:\n{proc.stderr[-3000:]}")
+            runs[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            print(f"  {name}: " + ", ".join(f"{k} {v:.0f} ms" for k, v in runs[name][-1].items()), flush=True)
+    best = {name: {k: min(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()}
+    for key in best["this checkout"]:
+        line = f"{key}: {best['this checkout'][key]:.0f} ms/step"
+        if args.before:
+            line += f" (before {best['before'][key]:.0f} ms, ratio {best['this checkout'][key] / best['before'][key]:.3f})"
+        print(line)
+    return 0
+
+
 def generation_figure(args, vae, precond, vcfg, dcfg, edm, device):
+    from model.anchors import anchor_points
+    from model.edm import heun_sample
+
     N, M, D = 2048, vcfg.num_latents, dcfg.image_size
     # One clip: sampling all frames jointly, then decoding the mesh's query points frame by frame.
     precond.eval()
@@ -137,7 +233,7 @@ def generation_figure(args, vae, precond, vcfg, dcfg, edm, device):
         sync(device)
         t0 = time.perf_counter()
         with autocast, torch.no_grad():
-            condition = precond.net.condition(p1, video, M)  # once per clip, as train.objectives does
+            condition = precond.net.condition(p1, video, anchor_points(p1, M))  # once per clip, as the sampler does
             z = heun_sample(precond, (1, Tg, M, dcfg.latent_channels), edm, condition=condition)
             sync(device)
             t1 = time.perf_counter()

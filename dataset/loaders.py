@@ -81,9 +81,12 @@ def vae_clip_batch(clip: ClipSample, cfg: LoaderConfig) -> dict:
 
 
 def diffusion_example(clip: ClipSample, cfg: LoaderConfig, rng: np.random.Generator,
-                      sample: dict | None = None) -> dict:
+                      sample: dict | None = None, true_points: bool = False) -> dict:
     """With a latent-cache sample (members `latents.npy`, `p1.npy`), its latents and the P1 they were
-    encoded with; otherwise P1 and the VAE views of each chosen keyframe, for encoding in the step."""
+    encoded with; otherwise P1 and the VAE views of each chosen keyframe, for encoding in the step.
+    Training reads neither the dense points nor P_t: `true_points` adds P_t of the chosen keyframes
+    (`points`, T' x N x 3) for evaluation and tests, and only then does a cached sample rebuild the
+    subdivision map."""
     T = clip.num_frames
     if cfg.frames_per_clip > T:
         raise ValueError(f"{clip.key}: {T} keyframes, fewer than frames_per_clip={cfg.frames_per_clip}")
@@ -91,18 +94,20 @@ def diffusion_example(clip: ClipSample, cfg: LoaderConfig, rng: np.random.Genera
     decoded = [clip.frame(int(t)) for t in frames]
     out = {"key": clip.key, "frames": frames,
            "video": np.stack([matted_rgb(f[cfg.video_view], cfg.image_size) for f in decoded])}
-    S = dense_map(clip)
+    S = None
     if sample is not None and "latents.npy" in sample:
         out["latents"] = np.load(io.BytesIO(sample["latents.npy"])).astype(np.float32)[frames]
         out["p1"] = np.load(io.BytesIO(sample["p1.npy"])).astype(np.float32)
         idx = np.load(io.BytesIO(sample["p1_index.npy"]))
     else:
+        S = dense_map(clip)  # P1 is drawn from the dense points of keyframe 0
         idx = point_indices(clip, S, cfg, rng)
         out["p1"] = S[idx] @ clip.verts[0]
         rays = camera_rays(clip.cameras, cfg.image_size)
         out["views"] = np.stack([vae_views(f, rays, cfg.image_size) for f in decoded])
-    rows = S[idx]
-    out["points"] = np.stack([rows @ clip.verts[int(t)] for t in frames])  # true P_t, for validation
+    if true_points:
+        rows = (dense_map(clip) if S is None else S)[idx]
+        out["points"] = np.stack([rows @ clip.verts[int(t)] for t in frames])
     return out
 
 

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from model.attention import CrossAttentionBlock, ResidualAttention, ResidualFeedForward
-from model.embeddings import NoiseEmbedding, PointEmbedding, farthest_point_sample, gather_points
+from model.anchors import anchor_points
+from model.embeddings import NoiseEmbedding, PointEmbedding
 from model.vit import ViT
 
 
@@ -81,12 +82,13 @@ class Denoiser(nn.Module):
         nn.init.zeros_(self.out.weight)  # F_theta = 0 at start: D = c_skip x, EDM's neutral guess
         nn.init.zeros_(self.out.bias)
 
-    def condition(self, p1: torch.Tensor, video: torch.Tensor, num_latents: int) -> dict:
+    def condition(self, p1: torch.Tensor, video: torch.Tensor, anchors: torch.Tensor) -> dict:
         """The clip's condition tokens, which do not depend on the noise level: computed once per clip
-        and passed as `condition=` to every sampler step instead of p1 and video."""
+        and passed as `condition=` to every sampler step instead of p1 and video. `anchors` (B, M, 3)
+        are anchor_points(p1, M), the VAE's: latent i belongs to surface point anchors[:, i]."""
         batch, frames = video.shape[:2]
-        # Same FPS as the VAE: latent i belongs to surface point anchors[:, i].
-        anchors = self.point_embedding(gather_points(p1, farthest_point_sample(p1, num_latents)))  # (B, M, W)
+        num_latents = anchors.shape[1]
+        anchors = self.point_embedding(anchors)                                          # (B, M, W)
         geometry = self.geometry_encoder(anchors, self.point_embedding(p1))              # (B, M, W)
         geometry = geometry.unsqueeze(1).expand(-1, frames, -1, -1).reshape(batch * frames, num_latents, -1)
         return {"anchors": anchors, "geometry": geometry,
@@ -101,7 +103,7 @@ class Denoiser(nn.Module):
             if video is None or p1 is None or video.shape[:2] != (batch, frames):
                 raise ValueError(f"Denoiser: needs p1 and a video with one frame per latent frame of x "
                                  f"{tuple(x.shape)}, got video {None if video is None else tuple(video.shape)}")
-            condition = self.condition(p1, video, num_latents)
+            condition = self.condition(p1, video, anchor_points(p1, num_latents))
         noise = self.noise_embedding(c_noise)                                            # (B, W)
         h = (self.latent_in(x) + condition["anchors"].unsqueeze(1)).reshape(batch * frames, num_latents, -1)
         for block in self.blocks:

@@ -1,7 +1,15 @@
-"""Transformer VAE of the motion between frame 1 and frame t (paper 3.3, eq. 1-7), after
-3DShape2VecSet: a latent set of M tokens, one per farthest-point sample of P1, encodes P1's geometry
-and, from the multi-view images of frame t, where each part of P1 moved; the decoder answers, for any
-query point of frame 1, where that point is at frame t."""
+"""Transformer VAE of the motion between frame 1 and frame t (paper 3.3, eq. 1-6), after
+3DShape2VecSet: a latent set of M tokens, one per anchor point of P1 (model/anchors.py), encodes P1's
+geometry and, from the multi-view images of frame t, where each part of P1 moved; the decoder answers,
+for any query point of frame 1, where that point is at frame t. Its loss (eq. 5, 7) is the training
+objective's (train/objectives.py), as EDM's loss is the diffusion model's.
+
+Where the paper's text is open or we depart from it:
+- The views are fused (attention across the tokens of all views) before the pixel shuffle, not after:
+  4x fewer tokens in that attention, the same tokens out.
+- The decoder predicts a displacement of each query point (output = query + head), zero at
+  initialisation, so an untrained model answers "nothing moved" instead of noise.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,7 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.attention import CrossAttentionBlock, SelfAttentionBlock
-from model.embeddings import PointEmbedding, farthest_point_sample, gather_points
+from model.anchors import anchor_points
+from model.embeddings import PointEmbedding
 from model.vit import ViT
 
 
@@ -29,9 +38,6 @@ class VAEConfig:
     patch_size: int = 16
     vit_depth: int = 4
     num_freqs: int = 8
-    kl_weight: float = 1e-3     # paper: KL weight 0.001
-    dis_weight: float = 0.1     # paper eq. 7: lambda
-    mse_weight: float = 1.0     # 0 with dis_weight > 0: the DIS-only row of the paper's Table 2
 
     @classmethod
     def tiny(cls) -> "VAEConfig":
@@ -90,13 +96,14 @@ class VAE(nn.Module):
         nn.init.zeros_(self.to_displacement[1].weight)
         nn.init.zeros_(self.to_displacement[1].bias)
 
-    def query_points(self, p1: torch.Tensor) -> torch.Tensor:
-        """The M farthest-point samples of P1 (B, M, 3); latent i belongs to query point i."""
-        return gather_points(p1, farthest_point_sample(p1, self.cfg.num_latents))
-
-    def encode(self, p1: torch.Tensor, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """p1 (B, N, 3), views (B, V, 9, H, W) -> (mean, logvar), each (B, M, C0)."""
-        geometry = self.geometry_encoder(self.point_embedding(self.query_points(p1)), self.point_embedding(p1))
+    def encode(self, p1: torch.Tensor, views: torch.Tensor, anchors: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """p1 (B, N, 3), views (B, V, 9, H, W) -> (mean, logvar), each (B, M, C0). `anchors` (B, M, 3)
+        are anchor_points(p1, M), computed here if not given (callers encoding one P1 with many frames'
+        views pass them, so FPS runs once per clip)."""
+        if anchors is None:
+            anchors = anchor_points(p1, self.cfg.num_latents)
+        geometry = self.geometry_encoder(self.point_embedding(anchors), self.point_embedding(p1))
         features = self.fusion(geometry, self.multiview_encoder(views))
         for block in self.encoder_blocks:
             features = block(features)
@@ -128,23 +135,9 @@ class VAE(nn.Module):
             outputs.append(chunk + self.to_displacement(features).float())
         return torch.cat(outputs, dim=1)
 
-    def forward(self, p1: torch.Tensor, views: torch.Tensor, pt: torch.Tensor | None = None,
-                sample_posterior: bool = True) -> dict[str, torch.Tensor]:
-        """Encode (P1, I_t), decode at the points of P1. With `pt` (B, N, 3) the loss terms are added to
-        the returned dict too (handy under DDP, where only forward is wrapped)."""
-        mean, logvar = self.encode(p1, views)
+    def forward(self, p1: torch.Tensor, views: torch.Tensor, sample_posterior: bool = True,
+                anchors: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Encode (P1, I_t), decode at the points of P1: {"pred" (B, N, 3), "mean", "logvar", "z"}."""
+        mean, logvar = self.encode(p1, views, anchors)
         z = self.sample(mean, logvar) if sample_posterior else mean
-        out = {"pred": self.decode(z, p1), "mean": mean, "logvar": logvar, "z": z}
-        if pt is not None:
-            out.update(self.loss(out, pt))
-        return out
-
-    def loss(self, out: dict[str, torch.Tensor], pt: torch.Tensor) -> dict[str, torch.Tensor]:
-        """L_def (eq. 7) + kl_weight * L_reg (eq. 5), all in float32."""
-        error = out["pred"].float() - pt.float()
-        mse = error.pow(2).mean()                                   # MSE over points and coordinates
-        dis = torch.linalg.vector_norm(error, dim=-1).mean()        # DIS: mean Euclidean distance per point
-        mean, logvar = out["mean"].float(), out["logvar"].float()
-        kl = (0.5 * (mean.pow(2) + logvar.exp() - logvar - 1)).mean()  # eq. 5, per latent channel
-        loss = self.cfg.mse_weight * mse + self.cfg.dis_weight * dis + self.cfg.kl_weight * kl
-        return {"loss": loss, "mse": mse, "dis": dis, "kl": kl}
+        return {"pred": self.decode(z, p1), "mean": mean, "logvar": logvar, "z": z}

@@ -7,7 +7,7 @@ import torch
 import webdataset as wds
 
 from dataset.clip_sample import ClipSample
-from dataset.loaders import LoaderConfig, make_loader
+from dataset.loaders import LoaderConfig, dense_map, diffusion_example, make_loader
 from dataset.point_sampling import farthest_points
 from dataset.view_tensors import camera_rays
 
@@ -67,7 +67,21 @@ def test_diffusion_batches_hold_sorted_keyframes_and_the_monocular_view(clip_sha
     assert (batch["frames"][:, 1] > batch["frames"][:, 0]).all()
     # the video frame is view 0 of the VAE views of the same keyframe
     assert torch.equal(batch["video"], batch["views"][:, :, 0, :3])
-    assert batch["points"].shape == (2, 2, 256, 3)
+    assert "points" not in batch  # training reads no dense points
+    # asked for (evaluation, tests): P_t of the chosen keyframes, the same surface points as P1
+    clip = ClipSample(next(iter(wds.WebDataset(clip_shards["train"][0], shardshuffle=False))))
+    example = diffusion_example(clip, CFG, np.random.default_rng(0), true_points=True)
+    again = diffusion_example(clip, CFG, np.random.default_rng(0))
+    assert example["points"].shape == (2, 256, 3) and "points" not in again
+    assert np.array_equal(example["p1"], again["p1"]) and np.array_equal(example["frames"], again["frames"])
+    S = dense_map(clip)
+    first = S @ clip.verts[0]
+    matches = [np.flatnonzero(np.all(np.isclose(first, p, atol=1e-6), axis=1)) for p in example["p1"][:40]]
+    unique = [(i, m[0]) for i, m in enumerate(matches) if len(m) == 1]  # coincident points aside
+    assert len(unique) >= 20
+    for f, t in enumerate(example["frames"]):
+        dense = S @ clip.verts[int(t)]
+        assert all(np.allclose(example["points"][f][i], dense[row], atol=1e-5) for i, row in unique)
 
 
 def test_farthest_points_spread_out():

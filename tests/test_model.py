@@ -9,8 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from model import (VAE, Denoiser, DenoiserConfig, EDMConfig, EDMPrecond, VAEConfig, edm_loss, edm_sigmas,
-                   farthest_point_sample, heun_sample)
+from model import (VAE, Denoiser, DenoiserConfig, EDMConfig, EDMPrecond, VAEConfig, anchor_points, edm_loss,
+                   edm_sigmas, farthest_point_sample, heun_sample)
+from train.objectives import VAELossConfig, VAEObjective, vae_loss
 
 
 def _switch_on_zero_init(module: nn.Module, std: float = 0.3) -> None:
@@ -96,23 +97,29 @@ def test_vae_loss_matches_hand_computation():
     _switch_on_zero_init(vae)
     p1, views = _vae_batch(cfg)
     pt = p1 + torch.randn_like(p1) * 0.1
-    out = vae(p1, views, pt)
+    torch.manual_seed(1)
+    out = vae(p1, views)
     err = (out["pred"] - pt).detach().double().numpy()
     mse = np.mean(err ** 2)
     dis = np.mean(np.sqrt(np.sum(err ** 2, axis=-1)))
     mu, logvar = out["mean"].double().detach().numpy(), out["logvar"].double().detach().numpy()
     kl = np.mean(0.5 * (mu ** 2 + np.exp(logvar) - logvar - 1))
-    losses = vae.loss(out, pt)
+    losses = vae_loss(out, pt, VAELossConfig())
+    torch.manual_seed(1)  # the objective's step: the same posterior sample, the same terms
+    step = VAEObjective(vae)({"p1": p1, "views": views, "pt": pt})
     for name, value in [("mse", mse), ("dis", dis), ("kl", kl)]:
         assert losses[name].item() == pytest.approx(value, rel=1e-5), name
-        assert out[name].item() == pytest.approx(value, rel=1e-5), name
+        assert step[name].item() == pytest.approx(value, rel=1e-5), name
     assert losses["loss"].item() == pytest.approx(mse + 0.1 * dis + 1e-3 * kl, rel=1e-5)
+    dis_only = vae_loss(out, pt, VAELossConfig(mse_weight=0.0, dis_weight=1.0))["loss"]
+    assert dis_only.item() == pytest.approx(dis + 1e-3 * kl, rel=1e-5)
 
 
 def test_vae_overfits_one_rotation_batch():
     torch.manual_seed(0)
     cfg = VAEConfig.tiny()
     vae = VAE(cfg)
+    objective = VAEObjective(vae)
     p1, views = _vae_batch(cfg, batch=2, points=64)
     angle = math.radians(40)
     rotation = torch.tensor([[math.cos(angle), -math.sin(angle), 0.0],
@@ -121,12 +128,12 @@ def test_vae_overfits_one_rotation_batch():
     optimizer = torch.optim.Adam(vae.parameters(), lr=3e-3)
     first = None
     for _ in range(150):
-        loss = vae(p1, views, pt)["loss"]
+        loss = objective({"p1": p1, "views": views, "pt": pt})["loss"]
         first = loss.item() if first is None else first
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    final = vae(p1, views, pt, sample_posterior=False)["loss"].item()
+    final = vae_loss(vae(p1, views, sample_posterior=False), pt, objective.loss)["loss"].item()
     assert final < first / 5, (first, final)
 
 
@@ -253,7 +260,7 @@ def test_precomputed_condition_gives_the_same_output():
     x, c_noise, p1, video = _denoiser_inputs(cfg)
     with torch.no_grad():
         direct = net(x, c_noise, p1, video)
-        cached = net(x, c_noise, condition=net.condition(p1, video, x.shape[2]))
+        cached = net(x, c_noise, condition=net.condition(p1, video, anchor_points(p1, x.shape[2])))
     assert direct.abs().max() > 0 and torch.equal(direct, cached)
 
 

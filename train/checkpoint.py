@@ -1,6 +1,7 @@
-"""Checkpoints: model, optimizer, scheduler, EMA, step, data position and every RNG state, written
-atomically (temporary name, then rename) so a kill never leaves a torn file; `latest` finds the
-newest for `--resume`."""
+"""Checkpoints: model, optimizer, scheduler, the objective's extra state (EMA, latent statistics),
+step, data position and every RNG state, written atomically (temporary name, then rename) so a kill
+never leaves a torn file; `latest` finds the newest for `--resume`. Also where a trained model comes
+back from its file (`load_vae`, `load_diffusion`) and where a training run's objective is built."""
 from __future__ import annotations
 
 import glob
@@ -9,6 +10,12 @@ import random
 
 import numpy as np
 import torch
+
+from model.denoiser import Denoiser, DenoiserConfig
+from model.edm import EDMConfig
+from model.vae import VAE, VAEConfig
+from train.config import TrainConfig
+from train.objectives import DiffusionObjective, Objective, VAEObjective
 
 
 def rng_state() -> dict:
@@ -47,3 +54,38 @@ def latest(out_dir: str) -> str | None:
 def load(path: str, map_location="cpu") -> dict:
     # Our own files, holding numpy/python RNG states too: not loadable with weights_only.
     return torch.load(path, map_location=map_location, weights_only=False)
+
+
+def load_vae(path: str, device) -> VAE:
+    state = load(path)
+    cfg = state["config"]
+    if cfg["kind"] != "vae":
+        raise ValueError(f"{path} is a {cfg['kind']} checkpoint, not a VAE")
+    vae = VAE(VAEConfig(**cfg["vae"]))
+    vae.load_state_dict(state["model"])
+    return vae.to(device).eval()
+
+
+def load_diffusion(path: str, vae: VAE, device) -> tuple[DiffusionObjective, dict]:
+    """The denoiser with its EMA weights, the latent statistics it was trained with, and its config."""
+    state = load(path)
+    cfg = state["config"]
+    if cfg["kind"] != "diffusion":
+        raise ValueError(f"{path} is a {cfg['kind']} checkpoint, not a diffusion model")
+    denoiser = Denoiser(DenoiserConfig(**cfg["denoiser"]))
+    denoiser.load_state_dict(state["ema"] or state["model"])
+    objective = DiffusionObjective(denoiser, vae, EDMConfig(**cfg["edm"]))
+    objective.load_extra_state({"latent_stats": state["latent_stats"]})
+    return objective.to(device).eval(), cfg
+
+
+def new_objective(cfg: TrainConfig, vae_checkpoint: str | None = None) -> Objective:
+    """The objective a fresh training run of `cfg` starts from; diffusion takes the trained VAE (whose
+    configuration then replaces cfg.vae, so the run's config.json records it)."""
+    if cfg.kind == "vae":
+        return VAEObjective(VAE(cfg.vae), cfg.vae_loss)
+    if not vae_checkpoint:
+        raise ValueError("diffusion training needs the trained VAE: --vae CHECKPOINT")
+    vae = load_vae(vae_checkpoint, "cpu")
+    cfg.vae = vae.cfg
+    return DiffusionObjective(Denoiser(cfg.denoiser), vae, cfg.edm, cfg.ema_decay, cfg.latent_stats_batches)

@@ -13,13 +13,9 @@ import torch
 
 from dataset.point_sampling import sample_point_indices
 from dataset.subdivision import MIN_POINTS, subdivision_map
-from model.denoiser import Denoiser, DenoiserConfig
-from model.edm import EDMConfig
-from train import checkpoint
+from train.checkpoint import load_diffusion, load_vae
 from train.gltf_morph import GltfAsset
-from train.objectives import DiffusionObjective, generate_latents
 from train.refine import refine_trajectory
-from train.trainer import load_vae
 from train.video_frames import video_tensor
 
 # glTF is Y up; the renderer normalises in Blender's frame (Z up), whose importer maps (x, y, z) to (x, -z, y).
@@ -47,20 +43,6 @@ class Normalization:
         return (normalized / self.scale + self.offset) @ GLTF_TO_BLENDER  # inverse of a rotation: transpose
 
 
-def load_diffusion(path: str, vae, device) -> tuple[DiffusionObjective, dict]:
-    """The denoiser with its EMA weights, the latent statistics it was trained with, and its config."""
-    state = checkpoint.load(path)
-    cfg = state["config"]
-    if cfg["kind"] != "diffusion":
-        raise ValueError(f"{path} is a {cfg['kind']} checkpoint, not a diffusion model")
-    denoiser = Denoiser(DenoiserConfig(**cfg["denoiser"]))
-    denoiser.load_state_dict(state["ema"] or state["model"])
-    objective = DiffusionObjective(denoiser, vae, EDMConfig(**cfg["edm"]))
-    objective.latent_mean.fill_(state["latent_stats"][0])
-    objective.latent_std.fill_(state["latent_stats"][1])
-    return objective.to(device).eval(), cfg
-
-
 @torch.no_grad()
 def drive(mesh: str, video: str, vae_checkpoint: str, diffusion_checkpoint: str, out: str,
           points_out: str | None = None, frames: int = 30, fps: float | None = None, delta: float = 0.002,
@@ -85,8 +67,7 @@ def drive(mesh: str, video: str, vae_checkpoint: str, diffusion_checkpoint: str,
     gen = torch.Generator(device).manual_seed(seed)
     p1_t = torch.as_tensor(p1, device=device)[None]
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        z = generate_latents(objective.precond, objective, p1_t, torch.as_tensor(clip, device=device)[None],
-                             vae.cfg.num_latents, objective.edm, gen)            # (1, T, M, C0)
+        z = objective.sample(p1_t, torch.as_tensor(clip, device=device)[None], gen)  # (1, T, M, C0)
         queries = torch.as_tensor(verts, device=device)[None]
         decoded = np.stack([vae.decode(z[:, t].float(), queries, chunk_size)[0].float().cpu().numpy()
                             for t in range(frames)])                              # (T, V, 3) normalised

@@ -24,10 +24,9 @@ from tqdm import tqdm
 from dataset.clip_sample import ClipSample
 from dataset.loaders import LoaderConfig, dense_map, vae_clip_batch
 from dataset.view_tensors import matted_rgb
-from train.drive import load_diffusion
+from model.anchors import anchor_points
+from train.checkpoint import load_diffusion, load_vae
 from train.metrics import chamfer_distance, per_point_l2, psnr, ssim
-from train.objectives import generate_latents
-from train.trainer import load_vae
 
 LPIPS_NOTE = "LPIPS: not measured (its network weights are not available offline)"
 NO_RENDER_NOTE = "PSNR, SSIM: not measured (no source assets given: --assets)"
@@ -59,7 +58,9 @@ def evaluate_clip(clip: ClipSample, vae, objective, data: LoaderConfig, eval_poi
     true = torch.as_tensor(np.stack([rows @ v for v in clip.verts]), device=device)      # (T, P, 3)
     batch = vae_clip_batch(clip, data)
     queries = true[:1]
-    mean, _ = vae.encode(batch["p1"].to(device), batch["views"].to(device))
+    p1 = batch["p1"].to(device)                                   # one P1, repeated for every keyframe
+    anchors = anchor_points(p1[:1], vae.cfg.num_latents).expand(len(p1), -1, -1)
+    mean, _ = vae.encode(p1, batch["views"].to(device), anchors)
     out = {"key": clip.key, "label": "textured" if clip.meta.get("textured") else "textureless",
            "frames": clip.num_frames}
     latents = {"reconstruction": mean}
@@ -67,8 +68,7 @@ def evaluate_clip(clip: ClipSample, vae, objective, data: LoaderConfig, eval_poi
         video = torch.as_tensor(np.stack([matted_rgb(clip.frame(t)[data.video_view], objective.precond.net.cfg.image_size)
                                           for t in range(clip.num_frames)]), device=device)[None]
         gen = torch.Generator(device).manual_seed(seed)
-        latents["generation"] = generate_latents(objective.precond, objective, batch["p1"][:1].to(device), video,
-                                                 vae.cfg.num_latents, objective.edm, gen)[0]
+        latents["generation"] = objective.sample(p1[:1], video, gen)[0]
     own = torch.as_tensor(clip.verts[:1], device=device)
     # the true 4-view strips on white, decoded once for every kind and the contact sheet
     true_strips = [on_white(np.concatenate(list(clip.frame(t)), axis=1)) for t in range(clip.num_frames)] \

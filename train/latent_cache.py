@@ -20,6 +20,7 @@ from dataset.loaders import LoaderConfig, dense_map, point_indices
 from dataset.shard_writer import encode_tar
 from dataset.storage import atomic_write
 from dataset.view_tensors import camera_rays, vae_views
+from model.anchors import anchor_points
 from model.vae import VAE
 
 
@@ -38,9 +39,10 @@ def encode_clip(vae: VAE, sample: dict, cfg: LoaderConfig, device) -> dict:
     rays = camera_rays(clip.cameras, cfg.image_size)
     views = torch.as_tensor(np.stack([vae_views(clip.frame(t), rays, cfg.image_size)
                                       for t in range(clip.num_frames)]), device=device)
-    p1_t = torch.as_tensor(p1, device=device).expand(clip.num_frames, -1, -1)
+    p1_t = torch.as_tensor(p1, device=device)[None]
+    anchors = anchor_points(p1_t, vae.cfg.num_latents)           # once for the clip's keyframes
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.device(device).type == "cuda"):
-        mean, _ = vae.encode(p1_t, views)
+        mean, _ = vae.encode(p1_t.expand(clip.num_frames, -1, -1), views, anchors.expand(clip.num_frames, -1, -1))
     return {**sample, "latents.npy": _npy(mean.float().cpu().numpy().astype(np.float16)),
             "p1.npy": _npy(p1), "p1_index.npy": _npy(idx.astype(np.int64))}
 

@@ -1,9 +1,14 @@
 """The training loop for both models: AdamW, linear warm-up then cosine decay, gradient clipping,
-bf16 autocast on GPU, EMA weights (diffusion), validation on held-out shards, TensorBoard logs,
-periodic checkpoints and exact resume. One process, or one per GPU under torchrun (DDP)."""
+bf16 autocast on GPU, validation on held-out shards, TensorBoard logs, periodic checkpoints and exact
+resume. One process, or one per GPU under torchrun (DDP). What differs between the models (the module
+trained, EMA and latent statistics, validation values) is the objective's (train/objectives.py).
+
+Where the paper's text is open or we depart from it: the paper names Adam with cosine annealing; we
+use AdamW (weight decay 0.01, betas 0.9 / 0.99) with a linear warm-up before the cosine, a global
+gradient-norm clip of 1.0, and (diffusion) EMA weights with decay 0.9999 for validation and sampling,
+as EDM and latent-diffusion training do."""
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math
@@ -14,13 +19,8 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from dataset.loaders import make_loader
-from model.denoiser import Denoiser
-from model.edm import edm_loss
-from model.vae import VAE, VAEConfig
 from train import checkpoint, distributed
 from train.config import TrainConfig
-from train.metrics import chamfer_distance, per_point_l2
-from train.objectives import DiffusionObjective, VAEObjective
 
 
 def lr_factor(step: int, optim, max_steps: int) -> float:
@@ -30,16 +30,6 @@ def lr_factor(step: int, optim, max_steps: int) -> float:
     span = max(1, max_steps - optim.warmup_steps)
     progress = min(1.0, (step - optim.warmup_steps) / span)
     return optim.min_lr_ratio + (1 - optim.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def load_vae(path: str, device) -> VAE:
-    state = checkpoint.load(path)
-    cfg = state["config"]
-    if cfg["kind"] != "vae":
-        raise ValueError(f"{path} is a {cfg['kind']} checkpoint, not a VAE")
-    vae = VAE(VAEConfig(**cfg["vae"]))
-    vae.load_state_dict(state["model"])
-    return vae.to(device).eval()
 
 
 def to_device(batch: dict, device) -> dict:
@@ -55,25 +45,14 @@ class Trainer:
             raise ValueError("training in several processes needs data.resampled: true (ranks would otherwise "
                              "run out of shards at different steps)")
         torch.manual_seed(cfg.seed + self.rt.rank)
-        if cfg.kind == "vae":
-            self.objective = VAEObjective(VAE(cfg.vae))
-        else:
-            if not vae_checkpoint:
-                raise ValueError("diffusion training needs the trained VAE: --vae CHECKPOINT")
-            vae = load_vae(vae_checkpoint, "cpu")
-            cfg.vae = vae.cfg
-            self.objective = DiffusionObjective(Denoiser(cfg.denoiser), vae, cfg.edm)
+        self.objective = checkpoint.new_objective(cfg, vae_checkpoint)
         self.objective.to(self.rt.device)
-        params = [p for p in self.objective.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
+        self.params = [p for p in self.objective.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
                                            weight_decay=cfg.optim.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, cfg.optim, cfg.max_steps))
-        self.ema = None
-        if cfg.kind == "diffusion":
-            self.ema = copy.deepcopy(self.objective.precond).eval().requires_grad_(False)
         self.step = self.epoch = self.batch_in_epoch = 0
-        self.stats_ready = cfg.kind == "vae"
         if resume and (path := checkpoint.latest(out_dir)):
             self._restore(path)
         self.model = self.objective
@@ -94,25 +73,16 @@ class Trainer:
         return dataclasses.asdict(self.cfg)
 
     def _state(self) -> dict:
-        model = self.objective.vae if self.cfg.kind == "vae" else self.objective.precond.net
-        return {"config": self._config_dict(), "model": model.state_dict(),
-                "ema": self.ema.net.state_dict() if self.ema is not None else None,
-                "latent_stats": [float(self.objective.latent_mean), float(self.objective.latent_std)]
-                if self.cfg.kind == "diffusion" else None,
+        return {"config": self._config_dict(), "model": self.objective.trained.state_dict(),
+                **self.objective.extra_state(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
                 "rng": checkpoint.rng_state()}
 
     def _restore(self, path: str) -> None:
         state = checkpoint.load(path, map_location=self.rt.device)
-        model = self.objective.vae if self.cfg.kind == "vae" else self.objective.precond.net
-        model.load_state_dict(state["model"])
-        if self.ema is not None:
-            self.ema.net.load_state_dict(state["ema"])
-            mean, std = state["latent_stats"]
-            self.objective.latent_mean.fill_(mean)
-            self.objective.latent_std.fill_(std)
-            self.stats_ready = True
+        self.objective.trained.load_state_dict(state["model"])
+        self.objective.load_extra_state(state)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
@@ -136,29 +106,20 @@ class Trainer:
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.rt.device.type == "cuda")
 
-    def _estimate_latent_stats(self) -> None:
-        """Mean and std of the VAE latents over the first batches of the data (all ranks pooled)."""
-        zs = []
-        loader = make_loader(self.shards, "diffusion", self.cfg.data, self.cfg.batch_size, 0, epoch=0)
-        for i, batch in enumerate(loader):
-            if i == self.cfg.latent_stats_batches:
-                break
-            with self._autocast():
-                zs.append(self.objective.raw_latents(to_device(batch, self.rt.device)).float())
-        if not zs:
-            raise ValueError(f"no diffusion batches from {self.shards}: fewer clips than batch_size?")
-        z = torch.cat([x.flatten() for x in zs])
-        mean = distributed.mean_across_ranks(float(z.mean()), self.rt)
-        var = distributed.mean_across_ranks(float(((z - mean) ** 2).mean()), self.rt)
-        self.objective.latent_mean.fill_(mean)
-        self.objective.latent_std.fill_(max(math.sqrt(var), 1e-6))
-        self.stats_ready = True
-        self._print(f"latent statistics: mean {mean:.4f}, std {math.sqrt(var):.4f}")
+    def prepare(self) -> None:
+        """The objective's preparation before the first step (diffusion: the latent statistics, over the
+        first batches of the data), unless a checkpoint already brought it."""
+        if self.objective.ready:
+            return
+        loader = make_loader(self.shards, self.cfg.kind, self.cfg.data, self.cfg.batch_size, 0, epoch=0)
+        with self._autocast():
+            message = self.objective.prepare((to_device(b, self.rt.device) for b in loader),
+                                             lambda v: distributed.mean_across_ranks(v, self.rt))
+        if message:
+            self._print(message)
 
     def train_step(self, batch: dict) -> dict:
         self.model.train()
-        if self.cfg.kind == "diffusion":
-            self.objective.vae.eval()
         batch = to_device(batch, self.rt.device)
         with self._autocast():
             out = self.model(batch)
@@ -166,14 +127,10 @@ class Trainer:
         out["loss"].backward()
         grad_norm = None
         if self.cfg.optim.grad_clip > 0:
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(
-                [p for p in self.objective.parameters() if p.requires_grad], self.cfg.optim.grad_clip))
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.optim.grad_clip))
         self.optimizer.step()
         self.scheduler.step()
-        if self.ema is not None:
-            with torch.no_grad():
-                for e, p in zip(self.ema.parameters(), self.objective.precond.parameters()):
-                    e.lerp_(p, 1 - self.cfg.ema_decay)
+        self.objective.after_step()
         self.step += 1
         self.batch_in_epoch += 1
         result = {k: float(v.detach()) for k, v in out.items() if torch.is_tensor(v) and v.ndim == 0}
@@ -183,27 +140,22 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict:
-        """VAE: Chamfer and per-point L2 of the reconstruction (posterior mean) against P_t. Diffusion:
-        the EDM loss of the EMA denoiser with a fixed noise generator, so steps compare."""
+        """The objective's validation values (VAE: Chamfer, per-point L2 and loss of the reconstruction;
+        diffusion: the EDM loss of the EMA denoiser) averaged over held-out clips, with a fixed noise
+        generator so steps compare."""
         if not self.val_shards:
             return {}
         cfg = dataclasses.replace(self.cfg.data, resampled=False, shuffle_buffer=0)
         loader = make_loader(self.val_shards, self.cfg.kind, cfg, self.cfg.batch_size, 0, drop_last=False)
         sums, n = {}, 0
         gen = torch.Generator(self.rt.device).manual_seed(1234)
+        self.objective.eval()
         for i, batch in enumerate(loader):
             if i == self.cfg.val_batches:
                 break
             batch = to_device(batch, self.rt.device)
             with self._autocast():
-                if self.cfg.kind == "vae":
-                    out = self.objective.vae(batch["p1"], batch["views"], batch["pt"], sample_posterior=False)
-                    values = {"chamfer": chamfer_distance(out["pred"], batch["pt"]),
-                              "l2": per_point_l2(out["pred"], batch["pt"]), "loss": out["loss"].expand(len(batch["p1"]))}
-                else:
-                    y = self.objective.normalise(self.objective.raw_latents(batch))
-                    loss = edm_loss(self.ema, y, self.cfg.edm, gen, p1=batch["p1"], video=batch["video"])
-                    values = {"loss": loss.expand(len(batch["p1"]))}
+                values = self.objective.validation(batch, gen)
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + float(v.float().sum())
             n += len(batch["p1"])
@@ -225,8 +177,7 @@ class Trainer:
         records of this call."""
         stop_at = max_steps if max_steps is not None else self.cfg.max_steps
         deadline = None if time_budget_s is None else time.perf_counter() + time_budget_s
-        if not self.stats_ready:
-            self._estimate_latent_stats()
+        self.prepare()
         self._print(f"training {self.cfg.kind} ({self.cfg.name}) on {self.rt.world_size} process(es), "
                     f"device {self.rt.device}; outputs in {self.out_dir}")
         tick, samples = time.perf_counter(), 0
