@@ -104,17 +104,18 @@ def test_denoiser_learns_and_samples_its_own_clip_nearer_than_the_mean(clip_shar
                                             cfg.vae.latent_channels)
     # A sampler that ignored its condition could at best return the data's mean (per latent and
     # channel, over these clips and frames): the samples must be nearer their own truth than that,
-    # and nearer their own clip's truth than any other clip's.
+    # and each clip's truth nearer the samples drawn for it than those drawn for any other clip.
     def error(a, b):
         return float(((a - b) ** 2).mean())
 
     mean = truth.mean(dim=(0, 1), keepdim=True).expand_as(truth)
     assert error(sampled, truth) < error(mean, truth), (error(sampled, truth), error(mean, truth))
     keys = batch["key"]
+    assert len(set(keys)) == 4
     for a in range(4):
         for b in range(4):
-            if keys[a] != keys[b]:
-                assert error(sampled[a], truth[a]) < error(sampled[a], truth[b]), (keys[a], keys[b])
+            if b != a:  # measured: own 0.17-0.39, others' 0.23-0.80, the nearest other 15% farther
+                assert error(sampled[a], truth[a]) < error(sampled[b], truth[a]), (keys[a], keys[b])
     trainer.close()
 
 
