@@ -169,6 +169,29 @@ def replay_clip(asset: str, clip_meta: dict, cameras: dict, positions: np.ndarra
         return None, watch.explain(failure, log_path)
 
 
+def export_animation(glb: str, out: str, fps: float, frames: int, timeout_s: float = 3600.0
+                     ) -> dict | None:
+    """Convert the morph-target animation of `glb` (frames 0..frames-1 at `fps`) to `out`, FBX or
+    Alembic by its extension, with Blender's exporters (`render.export_job`). Returns None, or the
+    failure (kind and message)."""
+    fmt = os.path.splitext(out)[1].lower().lstrip(".")
+    if fmt not in ("fbx", "abc"):
+        raise ValueError(f"{out}: an animation is exported as .fbx or .abc")
+    with tempfile.TemporaryDirectory(prefix="dam-export-") as work:
+        req_path, res_path = os.path.join(work, "request.json"), os.path.join(work, "result.json")
+        with open(req_path, "w") as f:
+            json.dump({"glb": os.path.abspath(glb), "out": os.path.abspath(out), "format": fmt, "fps": fps,
+                       "frames": frames, "result": res_path}, f)
+        log_path = os.path.join(work, "blender.log")
+        failure = _run(req_path, log_path, timeout_s, os.path.join(work, "p.json"), None, work, "export",
+                       dict(os.environ), module="render.export_job")
+        if failure is None:
+            with open(res_path) as f:
+                res = json.load(f)
+            failure = None if res["status"] == "ok" else res["failure"]
+        return failure
+
+
 class MemoryWatch:
     """A job's memory limit: the peak measured so far, and the data-size backstop (see the module doc)."""
 

@@ -1,6 +1,7 @@
-"""Run as a script with the project's Python (bpy): import a GLB in Blender and print, as JSON, every
-mesh vertex's world position (Blender's frame) at the given scene frames. `reimport` runs it from a
-test (bpy is imported only in the script's own process)."""
+"""Run as a script with the project's Python (bpy): import a GLB, FBX or Alembic file in Blender (at
+24 fps, animation from frame 0) and print, as JSON, every mesh vertex's world position (Blender's
+frame) at the given scene frames. `reimport` runs it from a test (bpy is imported only in the
+script's own process)."""
 import json
 import os
 import subprocess
@@ -10,7 +11,8 @@ import numpy as np
 
 
 def reimport(glb: str, frames) -> dict:
-    """{"fps", "shape_keys", "frames": [world positions per frame]} of `glb`, from a fresh Blender."""
+    """{"fps", "shape_keys", "frames": [world positions per frame]} of `glb` (or .fbx, .abc), from a
+    fresh Blender."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), glb, *map(str, frames)],
                           capture_output=True, text=True, cwd=root, timeout=300)
@@ -22,8 +24,14 @@ def main(path: str, frames: list[float]) -> None:
     import bpy
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
-    bpy.ops.import_scene.gltf(filepath=path)
     scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base = 24, 1.0
+    if path.lower().endswith(".fbx"):
+        bpy.ops.import_scene.fbx(filepath=path, anim_offset=0.0)  # keyframe k at frame k, as exported
+    elif path.lower().endswith(".abc"):
+        bpy.ops.wm.alembic_import(filepath=path)
+    else:
+        bpy.ops.import_scene.gltf(filepath=path)
     objects = [o for o in scene.objects if o.type == "MESH"]
     out = {"fps": scene.render.fps, "shape_keys": [len(o.data.shape_keys.key_blocks) if o.data.shape_keys else 0
                                                    for o in objects], "frames": []}

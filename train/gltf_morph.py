@@ -6,7 +6,9 @@ so the bind pose is the rest pose), in the glTF frame (Y up). Writing: the same 
 morph target per generated keyframe on every primitive (POSITION offsets in the primitive's own
 space) and one animation that plays them in order (weight 1 on keyframe k at time k / fps, linear
 interpolation); the input's own animations, skins and morph targets are replaced, materials and
-textures stay.
+textures stay. Or one static GLB per keyframe (`write_frames`: `mesh_00.glb`, `mesh_01.glb`, ..., the
+layout ActionBench reads): the same document with every primitive's positions (and normals) set to
+that keyframe's, in place, and no animation, skin or morph target.
 
 Written with pygltflib: no exporter writes morph-target animation onto an existing document while
 leaving the rest of it untouched.
@@ -130,6 +132,65 @@ class GltfAsset:
         return np.concatenate(out)
 
     # -- writing ---------------------------------------------------------------------------------
+    def _overwrite(self, index: int, data: np.ndarray) -> None:
+        """Write float32 rows into accessor `index` where they are (its layout and stride kept)."""
+        acc = self.doc.accessors[index]
+        if acc.componentType != gl.FLOAT or acc.sparse is not None:
+            raise ValueError(f"{self.path}: accessor {index} is not plain float32 (quantized or sparse): "
+                             "cannot write per-frame positions into it")
+        view = self.doc.bufferViews[acc.bufferView]
+        width = WIDTH[acc.type]
+        start = (view.byteOffset or 0) + (acc.byteOffset or 0)
+        stride = view.byteStride or 4 * width
+        buf = np.frombuffer(self._blob, dtype=np.uint8)  # a writable view of the blob
+        rows = np.lib.stride_tricks.as_strided(buf[start:], shape=(acc.count, 4 * width), strides=(stride, 1))
+        rows[:] = np.ascontiguousarray(data, dtype=np.float32).reshape(acc.count, width).view(np.uint8)
+        acc.min, acc.max = data.min(0).astype(float).tolist(), data.max(0).astype(float).tolist()
+
+    def _drop_animation(self) -> None:
+        for node in self.doc.nodes:
+            node.skin = None
+        self.doc.skins, self.doc.animations = [], []
+
+    def _local_frames(self, world_frames: np.ndarray):
+        """(primitive, its positions at every frame (T, n, 3) in its own space) for each primitive."""
+        if world_frames.shape[1] != sum(len(p.positions) for p in self.primitives):
+            raise ValueError(f"{self.path}: {world_frames.shape[1]} positions per frame for "
+                             f"{sum(len(p.positions) for p in self.primitives)} vertices")
+        base = 0
+        for p in self.primitives:
+            n = len(p.positions)
+            inv = np.linalg.inv(p.world[:3, :3])
+            yield p, (world_frames[:, base:base + n] - p.world[:3, 3]) @ inv.T  # back to the primitive's space
+            base += n
+
+    def _save(self, path: str) -> str:
+        self.doc.buffers[0].byteLength = len(self._blob)
+        self.doc.set_binary_blob(bytes(self._blob))
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        tmp = f"{path}.tmp-{os.getpid()}.glb"
+        self.doc.save_binary(tmp)
+        os.replace(tmp, path)
+        return path
+
+    def write_frames(self, folder: str, world_frames: np.ndarray) -> list[str]:
+        """One static GLB per keyframe, `folder/mesh_<tt>.glb`, from world_frames (T, V, 3) as for
+        `write_animation`; materials and textures kept. Each starts from the input file afresh."""
+        paths = []
+        for t in range(len(world_frames)):
+            frame = GltfAsset(self.path)
+            frame._drop_animation()
+            for p, local in frame._local_frames(world_frames[t:t + 1]):
+                prim = frame.doc.meshes[p.mesh].primitives[p.index]
+                frame._overwrite(prim.attributes.POSITION, local[0])
+                if prim.attributes.NORMAL is not None:
+                    frame._overwrite(prim.attributes.NORMAL, vertex_normals(local[0], p.triangles))
+                prim.targets = None
+            for mesh in frame.doc.meshes:
+                mesh.weights = None
+            paths.append(frame._save(os.path.join(folder, f"mesh_{t:02d}.glb")))
+        return paths
+
     def _append(self, data: np.ndarray, acc_type: str, with_bounds: bool = False) -> int:
         while len(self._blob) % 4:
             self._blob.append(0)
@@ -147,23 +208,13 @@ class GltfAsset:
     def write_animation(self, path: str, world_frames: np.ndarray, fps: float, name: str = "driven") -> str:
         """world_frames (T, V, 3): every vertex's world position (glTF frame) at each keyframe."""
         T = len(world_frames)
-        if world_frames.shape[1] != sum(len(p.positions) for p in self.primitives):
-            raise ValueError(f"{self.path}: {world_frames.shape[1]} positions per frame for "
-                             f"{sum(len(p.positions) for p in self.primitives)} vertices")
-        for node in self.doc.nodes:
-            node.skin = None
-        self.doc.skins, self.doc.animations = [], []
-        base = 0
+        self._drop_animation()
         meshes = {}
-        for p in self.primitives:
-            n = len(p.positions)
-            inv = np.linalg.inv(p.world[:3, :3])
-            local = (world_frames[:, base:base + n] - p.world[:3, 3]) @ inv.T  # back to the primitive's space
+        for p, local in self._local_frames(world_frames):
             prim = self.doc.meshes[p.mesh].primitives[p.index]
             prim.targets = [{"POSITION": self._append(local[t] - p.positions, "VEC3", with_bounds=True)}
                             for t in range(T)]
             meshes[p.mesh] = p.node
-            base += n
         times = self._append(np.arange(T, dtype=np.float32)[:, None] / fps, "SCALAR", with_bounds=True)
         weights = self._append(np.eye(T, dtype=np.float32).reshape(-1, 1), "SCALAR")
         animation = gl.Animation(name=name, samplers=[gl.AnimationSampler(input=times, output=weights,
@@ -175,10 +226,15 @@ class GltfAsset:
             animation.channels.append(gl.AnimationChannel(
                 sampler=0, target=gl.AnimationChannelTarget(node=node_i, path="weights")))
         self.doc.animations = [animation]
-        self.doc.buffers[0].byteLength = len(self._blob)
-        self.doc.set_binary_blob(bytes(self._blob))
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        tmp = f"{path}.tmp-{os.getpid()}.glb"
-        self.doc.save_binary(tmp)
-        os.replace(tmp, path)
-        return path
+        return self._save(path)
+
+
+def vertex_normals(positions: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Unit normals (n, 3): the area-weighted sum of the normals of the triangles at each vertex."""
+    a, b, c = (positions[triangles[:, i]] for i in range(3))
+    face = np.cross(b - a, c - a)                       # length = twice the area: area weighting
+    normals = np.zeros_like(positions, dtype=np.float64)
+    for i in range(3):
+        np.add.at(normals, triangles[:, i], face)
+    length = np.linalg.norm(normals, axis=1, keepdims=True)
+    return np.where(length > 0, normals / np.maximum(length, 1e-30), [0.0, 0.0, 1.0]).astype(np.float32)
