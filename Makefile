@@ -26,6 +26,8 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[test]'
+	# LPIPS's own linear-layer weights; without its declared torchvision (whose wheel does not load beside the CPU torch).
+	$(PY) -m pip install --quiet --no-deps lpips==0.1.4
 	touch $(STAMP)
 
 clean:

@@ -161,12 +161,31 @@ def _cmd_encode_latents(args) -> int:
 
 
 def _cmd_drive(args) -> int:
+    import tempfile
+
     from train.drive import drive
 
-    res = drive(args.mesh, args.video, args.vae, args.diffusion, args.out, points_out=args.points,
-                frames=args.frames, fps=args.fps, delta=args.delta, seed=args.seed, chunk_size=args.chunk)
+    fmt = os.path.splitext(args.out)[1].lower()
+    if fmt not in (".glb", ".fbx", ".abc"):
+        print(f"error: --out {args.out}: write .glb (morph targets), .fbx (shape keys) or .abc (vertex cache)",
+              file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="dam-drive-") as work:
+        glb = args.out if fmt == ".glb" else os.path.join(work, "driven.glb")
+        res = drive(args.mesh, args.video, args.vae, args.diffusion, glb, points_out=args.points,
+                    frames_dir=args.frames_dir, frames=args.frames, fps=args.fps, delta=args.delta, seed=args.seed,
+                    chunk_size=args.chunk)
+        if fmt != ".glb":  # Blender's own exporters, from the GLB just written
+            from render.launcher import export_animation
+
+            failure = export_animation(glb, args.out, res["fps"], res["frames"])
+            if failure:
+                print(f"error: exporting {args.out} failed ({failure['kind']}): {failure['message']}", file=sys.stderr)
+                return 1
     print(f"{res['frames']} keyframes x {res['vertices']:,} vertices at {res['fps']:g} fps in {res['seconds']:.1f} s"
-          f" -> {os.path.abspath(res['glb'])}" + (f" (points: {os.path.abspath(res['points'])})" if res["points"] else ""))
+          f" -> {os.path.abspath(args.out)}" + (f" (points: {os.path.abspath(res['points'])})" if res["points"] else ""))
+    if res["frame_files"]:
+        print(f"per-frame meshes: {len(res['frame_files'])} x mesh_NN.glb in {os.path.abspath(args.frames_dir)}")
     return 0
 
 
@@ -198,10 +217,12 @@ def _cmd_eval(args) -> int:
             return folder
 
     res = evaluate(_shard_urls(args.shards), args.vae, args.out, diffusion_checkpoint=args.diffusion,
-                   max_clips=args.max_clips, eval_points=args.eval_points, seed=args.seed, render=render)
+                   max_clips=args.max_clips, eval_points=args.eval_points, seed=args.seed, render=render,
+                   actionbench_points=args.actionbench_points, lpips_backbone=args.lpips_backbone)
     with open(res["table_path"]) as f:
         print(f.read())
-    print(f"per clip: {res['csv']}\ncontact sheet: {res['contact_sheet']}")
+    print(f"per clip: {res['csv']}\nActionBench metrics per clip: {res['actionbench_csv']}\n"
+          f"contact sheet: {res['contact_sheet']}")
     if res["contact_sheet_frames"]:
         print(f"rendered frames (true | reconstruction | generation): {res['contact_sheet_frames']}")
     return 0
@@ -308,12 +329,14 @@ def main(argv=None) -> int:
     e.add_argument("--config", help="training configuration whose data settings to use (points, image size)")
     e.set_defaults(func=_cmd_encode_latents)
 
-    dr = sub.add_parser("drive", help="animate a mesh from a monocular video; writes a GLB with morph targets")
+    dr = sub.add_parser("drive", help="animate a mesh from a monocular video: a GLB with morph targets, FBX or Alembic")
     dr.add_argument("--mesh", required=True, help="GLB/glTF/OBJ to drive (textures and materials are kept)")
     dr.add_argument("--video", required=True, help="mp4 or a folder of frames")
     dr.add_argument("--vae", required=True, help="trained VAE checkpoint")
     dr.add_argument("--diffusion", required=True, help="trained diffusion checkpoint")
-    dr.add_argument("--out", required=True, help="the animated GLB to write")
+    dr.add_argument("--out", required=True, help="the animated mesh to write, by its extension: .glb (morph targets), "
+                    ".fbx (shape-key animation) or .abc (per-frame vertex cache), the last two through Blender")
+    dr.add_argument("--frames-dir", help="also write one GLB per keyframe here: mesh_00.glb, mesh_01.glb, ...")
     dr.add_argument("--points", help="also write the raw trajectories to this .npz")
     dr.add_argument("--frames", type=int, default=30, help="keyframes to generate (default: %(default)s)")
     dr.add_argument("--fps", type=float, help="playback rate (default: the video's, else 30)")
@@ -322,13 +345,18 @@ def main(argv=None) -> int:
     dr.add_argument("--chunk", type=int, default=65_536, help="query points decoded at once")
     dr.set_defaults(func=_cmd_drive)
 
-    ev = sub.add_parser("eval", help="Chamfer per frame on held-out clips; table in the layout of Table 1")
+    ev = sub.add_parser("eval", help="held-out clips: Table 1's metrics and ActionBench's (CD-3D, CD-4D, CD-M); "
+                                     "resumable per clip")
     ev.add_argument("--shards", nargs="+", required=True, help="test shards: paths, URLs (s3://...), brace patterns, or a run's manifest.json[#split]")
     ev.add_argument("--vae", required=True)
     ev.add_argument("--diffusion", help="also evaluate full generation from each clip's monocular video")
     ev.add_argument("--out", required=True)
     ev.add_argument("--max-clips", type=int)
     ev.add_argument("--eval-points", type=int, default=10_000, help="dense points per frame for Chamfer")
+    ev.add_argument("--actionbench-points", type=int, default=100_000,
+                    help="dense (tracked) points per frame for CD-3D, CD-4D and CD-M (default: %(default)s, ActionBench's)")
+    ev.add_argument("--lpips-backbone", help="torchvision's AlexNet weights (alexnet-owt-7be5be79.pth) for LPIPS, "
+                                             "if not in torch hub's cache")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--assets", nargs="+", help="source asset files or folders (by uid): render the decoded "
                                                 "vertices with each clip's cameras and light for PSNR/SSIM")

@@ -1,39 +1,151 @@
-"""`driveanymesh eval` on the held-out shards with tiny trained models: a per-clip, per-frame CSV with
-Chamfer, L2, PSNR and SSIM (the decoded vertices rendered by the renderer's replay), a table in Table 1's
-layout that says which metric it did not measure, a contact sheet; and the replay itself, which given
-the true vertices reproduces the clip's frames."""
+"""`driveanymesh eval` on held-out shards with tiny trained models: a per-clip, per-frame CSV with
+Chamfer, L2, PSNR, SSIM and LPIPS (the decoded vertices rendered by the renderer's replay; LPIPS from a
+backbone file the test writes), ActionBench's metrics per clip, a table in Table 1's layout whose
+figures are the CSV's means, a first-frame control that scores worse than the decoded sequence, one
+row recomputed from the shard by other code, contact sheets, a killed evaluation that resumes to the
+uninterrupted one's figures; and the replay itself, which given the true vertices reproduces the
+clip's frames."""
 import csv
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 
+import numpy as np
 import pytest
+import torch
+import webdataset as wds
+from scipy.spatial import cKDTree
+
+from dataset.clip_sample import ClipSample
 
 pytestmark = pytest.mark.slow
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def eval_command(clip_shards, trained_vae, trained_diffusion, out, *extra, shards="test"):
+    return [sys.executable, "-m", "driveanymesh", "eval", "--shards", *clip_shards[shards], "--vae", trained_vae,
+            "--diffusion", trained_diffusion, "--out", str(out), "--eval-points", "2000",
+            "--actionbench-points", "600", *extra]
+
+
+def by_clip(rows, column):
+    values = {}
+    for r in rows:
+        if r[column] != "":
+            values.setdefault(r["key"], []).append(float(r[column]))
+    return float(np.mean([np.mean(v) for v in values.values()]))
+
+
 def test_eval_writes_the_table_the_csv_and_the_contact_sheet(clip_shards, demo_assets, trained_vae, trained_diffusion,
                                                              tmp_path):
+    from train.lpips_metric import AlexFeatures
+
+    backbone = tmp_path / "alexnet-random.pth"  # random weights of the right shapes: the loading path, not the figure
+    torch.save(AlexFeatures().state_dict(), backbone)
     out = tmp_path / "eval"
-    proc = subprocess.run([sys.executable, "-m", "driveanymesh", "eval", "--shards", *clip_shards["test"],
-                           "--vae", trained_vae, "--diffusion", trained_diffusion, "--out", str(out),
-                           "--eval-points", "2000", "--assets", os.path.dirname(demo_assets["rigid_spinner"]["path"])],
-                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    proc = subprocess.run(eval_command(clip_shards, trained_vae, trained_diffusion, out, "--assets",
+                                       os.path.dirname(demo_assets["rigid_spinner"]["path"]),
+                                       "--lpips-backbone", str(backbone)),
+                          capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = list(csv.DictReader(open(out / "per_clip.csv")))
-    assert len(rows) == 6 * len({r["key"] for r in rows}) > 0  # every keyframe of every test clip
+    keys = {r["key"] for r in rows}
+    assert len(rows) == 6 * len(keys) > 0  # every keyframe of every test clip
     for r in rows:
         for k in ("reconstruction_chamfer", "generation_chamfer", "reconstruction_l2", "generation_l2"):
             assert 0 <= float(r[k]) < 1
         for k in ("reconstruction_psnr", "generation_psnr"):
             assert 5 < float(r[k]) < 60  # rendered, and not the true frames themselves
         assert 0 < float(r["generation_ssim"]) <= 1
+        assert np.isfinite(float(r["reconstruction_lpips"])) and float(r["generation_lpips"]) >= 0
+    # the table's figures are the CSV's: each clip's frame mean, averaged over clips
     table = (out / "table.md").read_text()
-    assert "Ours, VAE reconstruction" in table and "Ours, generation" in table and "LPIPS: not measured" in table
-    assert "Geo. CD" in proc.stdout
+    line = next(ln for ln in table.splitlines() if ln.startswith("| Ours, VAE reconstruction"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    for i, column in ((1, "reconstruction_psnr"), (4, "reconstruction_chamfer"), (5, "reconstruction_l2")):
+        assert float(cells[i]) == pytest.approx(by_clip(rows, column), rel=1e-4, abs=2e-6), column
+    ab = list(csv.DictReader(open(out / "actionbench.csv")))
+    assert {(r["key"], r["kind"]) for r in ab} == {(k, kind) for k in keys
+                                                   for kind in ("reconstruction", "generation", "frozen")}
+    assert float(cells[6]) == pytest.approx(np.mean([float(r["cd_3d"]) for r in ab if r["kind"] == "reconstruction"]),
+                                            rel=1e-3, abs=1e-4)
+    assert "Ours, generation" in table and "Control: first frame held still" in table and "CD-4D" in table
+    assert "Geo. CD" in proc.stdout and "not measured" not in table
     assert (out / "contact_sheet.png").stat().st_size > 10_000
     assert (out / "contact_sheet_frames.png").stat().st_size > 1_000 and "rendered frames" in proc.stdout
+
+
+def test_a_csv_row_recomputed_from_the_shard_and_the_first_frame_control(clip_shards, trained_vae, tmp_path):
+    from dataset.loaders import LoaderConfig, dense_map, vae_clip_batch
+    from train.checkpoint import load_vae
+    from train.evaluate import evaluate
+
+    res = evaluate(clip_shards["all"], trained_vae, str(tmp_path / "eval"), eval_points=2000, actionbench_points=600)
+    rows = list(csv.DictReader(open(res["csv"])))
+    # the clip that moves most, at its last keyframe
+    clips = {s["__key__"]: ClipSample(s) for s in wds.WebDataset(clip_shards["all"], shardshuffle=False)}
+    key = max(clips, key=lambda k: np.abs(clips[k].verts - clips[k].verts[:1]).mean())
+    clip = clips[key]
+    t = clip.num_frames - 1
+    row = next(r for r in rows if r["key"] == key and int(r["frame"]) == t)
+    # the evaluated points, by evaluate's stated rule: 2,000 dense rows drawn from (seed, crc32(key))
+    import zlib
+    S = dense_map(clip)
+    picked = S[np.random.default_rng([0, zlib.crc32(key.encode())]).choice(S.shape[0], 2000, replace=False)]
+    true0, true_t = picked @ clip.verts[0], picked @ clip.verts[t]
+
+    def chamfer(a, b):  # mean squared nearest-neighbour distance, both ways
+        return float((cKDTree(b).query(a)[0] ** 2).mean() + (cKDTree(a).query(b)[0] ** 2).mean())
+
+    assert float(row["frozen_chamfer"]) == pytest.approx(chamfer(true0, true_t), rel=1e-4)
+    assert float(row["frozen_l2"]) == pytest.approx(np.linalg.norm(true0 - true_t, axis=1).mean(), rel=1e-4)
+    vae = load_vae(trained_vae, "cpu")
+    batch = vae_clip_batch(clip, LoaderConfig(image_size=vae.cfg.image_size, resample_points=False, seed=0))
+    with torch.no_grad():
+        mean, _ = vae.encode(batch["p1"][t:t + 1], batch["views"][t:t + 1])
+        pred = vae.decode(mean, torch.as_tensor(true0, dtype=torch.float32)[None])[0].numpy()
+    assert float(row["reconstruction_chamfer"]) == pytest.approx(chamfer(pred, true_t), rel=1e-3)
+    assert float(row["reconstruction_l2"]) == pytest.approx(np.linalg.norm(pred - true_t, axis=1).mean(), rel=1e-3)
+    # the control: holding the first frame still scores worse than the decoded sequence
+    later = [r for r in rows if int(r["frame"]) > 0]
+    assert by_clip(later, "frozen_chamfer") > by_clip(later, "reconstruction_chamfer")
+    assert by_clip(later, "frozen_l2") > by_clip(later, "reconstruction_l2")
+
+
+def test_a_killed_eval_resumes_to_the_uninterrupted_figures(clip_shards, trained_vae, trained_diffusion, tmp_path):
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    proc = subprocess.run(eval_command(clip_shards, trained_vae, trained_diffusion, whole, shards="all"),
+                          capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    clips = len({r["key"] for r in csv.DictReader(open(whole / "per_clip.csv"))})
+    assert clips >= 3
+    killed = subprocess.Popen(eval_command(clip_shards, trained_vae, trained_diffusion, resumed, shards="all"),
+                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        def kept_clips():
+            folder = resumed / "clips"
+            return [n for n in os.listdir(folder) if n.endswith(".json")] if folder.exists() else []
+
+        while not kept_clips():  # waiting on the event: the first clip kept
+            assert killed.poll() is None, "the evaluation ended before it could be killed"
+            time.sleep(0.05)
+    finally:
+        os.killpg(killed.pid, signal.SIGKILL)
+        killed.wait()
+    kept = len([n for n in os.listdir(resumed / "clips") if n.endswith(".json")])
+    assert 1 <= kept < clips
+    proc = subprocess.run(eval_command(clip_shards, trained_vae, trained_diffusion, resumed, shards="all"),
+                          capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"resuming: {kept} clips" in proc.stdout + proc.stderr
+    for name in ("per_clip.csv", "actionbench.csv", "table.md"):
+        assert (resumed / name).read_text() == (whole / name).read_text(), name
+    changed = subprocess.run(eval_command(clip_shards, trained_vae, trained_diffusion, resumed, "--seed", "3",
+                                          shards="all"), capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert changed.returncode != 0 and re.search(r"other settings \(.*seed", changed.stderr)
 
 
 def test_replay_of_the_true_vertices_reproduces_the_clip(clip_shards, demo_assets, tmp_path):

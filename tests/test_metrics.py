@@ -32,3 +32,27 @@ def test_ssim_by_hand():
     flat, shifted = np.full((16, 16, 1), 100.0), np.full((16, 16, 1), 110.0)
     C1 = (0.01 * 255) ** 2
     assert math.isclose(ssim(shifted, flat), (2 * 100 * 110 + C1) / (100**2 + 110**2 + C1), rel_tol=1e-6)
+
+
+def test_lpips_loads_a_backbone_file_and_scores_and_names_what_is_missing(tmp_path, monkeypatch):
+    from train import lpips_metric
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    reason = lpips_metric.unavailable_reason()
+    assert lpips_metric.load() is None and lpips_metric.BACKBONE_FILE in reason and str(tmp_path / "hub") in reason
+    assert "nowhere.pth" in lpips_metric.unavailable_reason(str(tmp_path / "nowhere.pth"))
+    # torchvision's parameter names and shapes, random values: the real loading path, figures unasserted
+    torch.manual_seed(0)
+    path = tmp_path / "hub" / "checkpoints" / lpips_metric.BACKBONE_FILE
+    path.parent.mkdir(parents=True)
+    state = lpips_metric.AlexFeatures().state_dict()
+    assert sorted(state) == sorted(f"features.{i}.{p}" for i in (0, 3, 6, 8, 10) for p in ("weight", "bias"))
+    torch.save(state, path)
+    metric = lpips_metric.load()
+    assert metric is not None and lpips_metric.unavailable_reason() is None
+    assert torch.equal(metric.net.features[0].weight, state["features.0.weight"])
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-60, 60, a.shape), 0, 255).astype(np.uint8)
+    assert lpips_metric.lpips_of_strips(metric, a, a) == 0.0
+    assert lpips_metric.lpips_of_strips(metric, a, b) > 0.0

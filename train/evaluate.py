@@ -1,18 +1,29 @@
-"""Evaluation on held-out clips, in the layout of the paper's Table 1.
+"""Evaluation on held-out clips, in the layout of the paper's Table 1, with ActionBench's metrics beside.
 
 For every test clip: the dense points of each keyframe (the subdivision map applied to `verts`), and
 the same surface points predicted two ways: VAE reconstruction (encode P1 with the 4 views of frame
 t, decode at frame 1's dense points) and, with a diffusion model, full generation from the clip's
-monocular video (view 0 of every keyframe). Chamfer distance per frame on `eval_points` of the dense
-points (fixed per clip) and the mean per-point L2. With a `render` function (the CLI passes the
-renderer's replay, given the source assets), the clip's own vertices are decoded too, rendered with
-the clip's cameras and light, and PSNR and SSIM over the 4 views (RGB on white) are computed against
-the true frames. LPIPS needs network weights that are not available offline: the table says so
-rather than print a number.
+monocular video (view 0 of every keyframe); and a control, the first frame held still, which any
+model that learnt motion must beat. Chamfer distance per frame on `eval_points` of the dense points
+(fixed per clip) and the mean per-point L2. ActionBench's CD-3D, CD-4D and CD-M (train/actionbench.py)
+on up to `actionbench_points` dense points, which are tracked points as ActionBench's ground truth is;
+the prediction is decoded at the same points, so it is tracked too (CD-M needs no resampling).
+
+With a `render` function (the CLI passes the renderer's replay, given the source assets), the clip's
+own vertices are decoded too, rendered with the clip's cameras and light, and PSNR and SSIM over the
+4 views (RGB on white) are computed against the true frames, and LPIPS when its weights are present
+(train/lpips_metric.py); otherwise the table says what is missing.
+
+Resumable per clip: each finished clip is kept as `clips/<key>.json` (atomic) and appended to
+`per_clip.csv` (one row per clip and frame) and `actionbench.csv` (one row per clip and kind); a
+restarted evaluation with the same settings skips the clips it has, rebuilding both files from the
+kept clips first, so a kill mid-line loses nothing.
 """
 from __future__ import annotations
 
 import csv
+import io
+import json
 import os
 import zlib
 
@@ -23,13 +34,18 @@ from tqdm import tqdm
 
 from dataset.clip_sample import ClipSample
 from dataset.loaders import LoaderConfig, dense_map, vae_clip_batch
+from dataset.storage import atomic_write
 from dataset.view_tensors import matted_rgb
 from model.anchors import anchor_points
+from train import actionbench, lpips_metric
 from train.checkpoint import load_diffusion, load_vae
 from train.metrics import chamfer_distance, per_point_l2, psnr, ssim
 
-LPIPS_NOTE = "LPIPS: not measured (its network weights are not available offline)"
-NO_RENDER_NOTE = "PSNR, SSIM: not measured (no source assets given: --assets)"
+NO_RENDER_NOTE = "PSNR, SSIM, LPIPS: not measured (no source assets given: --assets)"
+NAMES = {"reconstruction": "Ours, VAE reconstruction (4 views)", "generation": "Ours, generation (monocular video)",
+         "frozen": "Control: first frame held still"}
+AB_METRICS = ("cd_3d", "cd_4d", "cd_m")
+SHEET_CLIPS = 4  # clips shown in the contact sheets: their points and frames are kept
 
 
 def on_white(rgba: np.ndarray) -> np.ndarray:
@@ -37,69 +53,85 @@ def on_white(rgba: np.ndarray) -> np.ndarray:
     return np.round(rgba[..., :3] * a + 255.0 * (1 - a)).astype(np.uint8)
 
 
-def appearance(true_strips: list[np.ndarray], rendered_dir: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per frame PSNR and SSIM of the rendered 4-view strips against the true ones (RGB on white)."""
+def appearance(true_strips: list[np.ndarray], rendered_dir: str, lpips=None) -> dict[str, np.ndarray]:
+    """Per frame PSNR, SSIM (and LPIPS) of the rendered 4-view strips against the true ones, on white."""
     from PIL import Image
 
-    p, s = [], []
+    out = {"psnr": [], "ssim": []} | ({"lpips": []} if lpips is not None else {})
     for t, true in enumerate(true_strips):
         got = on_white(np.asarray(Image.open(os.path.join(rendered_dir, f"frame{t:02d}.png")).convert("RGBA")))
-        p.append(psnr(got, true))
-        s.append(ssim(got, true))
-    return np.array(p), np.array(s)
+        out["psnr"].append(psnr(got, true))
+        out["ssim"].append(ssim(got, true))
+        if lpips is not None:
+            out["lpips"].append(lpips_metric.lpips_of_strips(lpips, got, true))
+    return {k: np.array(v) for k, v in out.items()}
+
+
+def _rows(S, count: int, rng: np.random.Generator):
+    return S[rng.choice(S.shape[0], count, replace=False)] if count < S.shape[0] else S
 
 
 @torch.no_grad()
 def evaluate_clip(clip: ClipSample, vae, objective, data: LoaderConfig, eval_points: int, seed: int,
-                  device, render=None, chunk: int = 65_536) -> dict:
+                  device, render=None, chunk: int = 65_536, actionbench_points: int = 100_000,
+                  actionbench_settings: dict | None = None, lpips=None) -> dict:
     S = dense_map(clip)
     rng = np.random.default_rng([seed, zlib.crc32(clip.key.encode())])
-    rows = S[rng.choice(S.shape[0], min(eval_points, S.shape[0]), replace=False)]
-    true = torch.as_tensor(np.stack([rows @ v for v in clip.verts]), device=device)      # (T, P, 3)
+    rows = _rows(S, eval_points, rng)
+    ab_rows = _rows(S, actionbench_points, rng)
+    true = torch.as_tensor(np.stack([rows @ v for v in clip.verts]), device=device)            # (T, P, 3)
+    true_ab = np.stack([ab_rows @ v for v in clip.verts]).astype(np.float32)                   # (T, Q, 3)
     batch = vae_clip_batch(clip, data)
-    queries = true[:1]
     p1 = batch["p1"].to(device)                                   # one P1, repeated for every keyframe
     anchors = anchor_points(p1[:1], vae.cfg.num_latents).expand(len(p1), -1, -1)
     mean, _ = vae.encode(p1, batch["views"].to(device), anchors)
-    out = {"key": clip.key, "label": "textured" if clip.meta.get("textured") else "textureless",
-           "frames": clip.num_frames}
+    T = clip.num_frames
+    out = {"key": clip.key, "label": "textured" if clip.meta.get("textured") else "textureless", "frames": T,
+           "metrics": {}, "actionbench": {}, "points": {}, "renders": {}}
     latents = {"reconstruction": mean}
     if objective is not None:
-        video = torch.as_tensor(np.stack([matted_rgb(clip.frame(t)[data.video_view], objective.precond.net.cfg.image_size)
-                                          for t in range(clip.num_frames)]), device=device)[None]
-        gen = torch.Generator(device).manual_seed(seed)
-        latents["generation"] = objective.sample(p1[:1], video, gen)[0]
+        video = torch.as_tensor(np.stack([matted_rgb(clip.frame(t)[data.video_view],
+                                                     objective.precond.net.cfg.image_size)
+                                          for t in range(T)]), device=device)[None]
+        latents["generation"] = objective.sample(p1[:1], video, torch.Generator(device).manual_seed(seed))[0]
     own = torch.as_tensor(clip.verts[:1], device=device)
+    queries, queries_ab = true[:1], torch.as_tensor(true_ab[:1], device=device)
     # the true 4-view strips on white, decoded once for every kind and the contact sheet
-    true_strips = [on_white(np.concatenate(list(clip.frame(t)), axis=1)) for t in range(clip.num_frames)] \
+    true_strips = [on_white(np.concatenate(list(clip.frame(t)), axis=1)) for t in range(T)] \
         if render is not None else None
-    for name, z in latents.items():
-        pred = torch.cat([vae.decode(z[t:t + 1], queries, chunk) for t in range(clip.num_frames)])
-        out[f"{name}_chamfer"] = chamfer_distance(pred, true).cpu().numpy()
-        out[f"{name}_l2"] = per_point_l2(pred, true).cpu().numpy()
-        out[f"{name}_points"] = pred.cpu().numpy()
-        if render is not None:  # the clip's own vertices, rendered as the clip was
-            verts = torch.cat([vae.decode(z[t:t + 1], own, chunk) for t in range(clip.num_frames)]).cpu().numpy()
-            folder = render(clip, verts, name)
-            out[f"{name}_renders"] = folder
+
+    def decode(z, at):
+        return torch.cat([vae.decode(z[t:t + 1], at, chunk) for t in range(T)])
+
+    predictions = {name: (decode(z, queries), decode(z, queries_ab).cpu().numpy()) for name, z in latents.items()}
+    predictions["frozen"] = (true[:1].expand_as(true), np.repeat(true_ab[:1], T, axis=0))  # the control
+    for name, (pred, pred_ab) in predictions.items():
+        out["metrics"][name] = {"chamfer": chamfer_distance(pred, true).cpu().numpy(),
+                                "l2": per_point_l2(pred, true).cpu().numpy()}
+        out["actionbench"][name] = actionbench.score_sequences(true_ab, pred_ab, **(actionbench_settings or {}))
+        out["points"][name] = pred.cpu().numpy()
+        if render is not None and name in latents:  # the clip's own vertices, rendered as the clip was
+            folder = render(clip, decode(latents[name], own).cpu().numpy(), name)
+            out["renders"][name] = folder
             if folder is not None:
-                out[f"{name}_psnr"], out[f"{name}_ssim"] = appearance(true_strips, folder)
+                out["metrics"][name].update(appearance(true_strips, folder, lpips))
     out["true_points"] = true.cpu().numpy()
-    out["true_strips"] = [true_strips[t] for t in sorted({0, clip.num_frames // 2, clip.num_frames - 1})] \
-        if render is not None else None
+    out["true_strips"] = [true_strips[t] for t in sorted({0, T // 2, T - 1})] if render is not None else None
     out["cameras"] = clip.cameras
     return out
 
 
-def contact_sheet(results: list[dict], path: str, clips: int = 4) -> str:
+# -- the contact sheets -----------------------------------------------------------------------------
+
+def contact_sheet(results: list[dict], path: str) -> str:
     """True (grey) and predicted (colour) points of the first, middle and last keyframe, seen through
     view 0's camera, one row per clip."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = results[:clips]
-    kinds = [k[:-7] for k in shown[0] if k.endswith("_points") and k != "true_points"]
+    shown = results[:SHEET_CLIPS]
+    kinds = [k for k in shown[0]["points"] if k != "frozen"]
     fig, axes = plt.subplots(len(shown), 3, figsize=(9, 3 * len(shown)), squeeze=False)
     for row, r in zip(axes, shown):
         view = r["cameras"]["views"][0]
@@ -107,7 +139,7 @@ def contact_sheet(results: list[dict], path: str, clips: int = 4) -> str:
         T = r["frames"]
         for ax, t in zip(row, sorted({0, T // 2, T - 1})):
             for pts, colour, label in [(r["true_points"][t], "0.6", "true")] + [
-                    (r[f"{k}_points"][t], c, k) for k, c in zip(kinds, ("tab:blue", "tab:red"))]:
+                    (r["points"][k][t], c, k) for k, c in zip(kinds, ("tab:blue", "tab:red"))]:
                 cam = pts @ w2c[:3, :3].T + w2c[:3, 3]
                 uv = cam @ K.T
                 ax.scatter(uv[:, 0] / uv[:, 2], uv[:, 1] / uv[:, 2], s=0.3, c=colour, label=label)
@@ -124,23 +156,44 @@ def contact_sheet(results: list[dict], path: str, clips: int = 4) -> str:
     return path
 
 
-def frames_sheet(results: list[dict], path: str, clips: int = 4) -> str | None:
-    """Rendered frames: per clip a row of the first, middle and last keyframe (4 views each), true
-    then each kind's render, all on white."""
+def object_box(strips: list[np.ndarray], views: int, margin: int = 4) -> tuple[int, int, int, int] | None:
+    """(top, bottom, left, right) of one view panel holding every non-white pixel of every view of
+    the given strips (H x views*W x 3), with a margin; None when all is white."""
+    panels = np.concatenate([np.stack(np.split(s, views, axis=1)) for s in strips])   # (n, H, W, 3)
+    ink = (panels < 250).any(axis=(0, 3))                                               # (H, W)
+    if not ink.any():
+        return None
+    rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+    h, w = ink.shape
+    return (max(rows[0] - margin, 0), min(rows[-1] + 1 + margin, h),
+            max(cols[0] - margin, 0), min(cols[-1] + 1 + margin, w))
+
+
+def crop_views(strip: np.ndarray, views: int, box) -> np.ndarray:
+    """Each view panel of a strip cut to the box, side by side again."""
+    top, bottom, left, right = box
+    return np.concatenate([p[top:bottom, left:right] for p in np.split(strip, views, axis=1)], axis=1)
+
+
+def frames_sheet(results: list[dict], path: str) -> str | None:
+    """Rendered frames: per clip a row of the first, middle and last keyframe (4 views each, each view
+    cropped to the object's box over all the row's images), true then each kind's render, on white."""
     from PIL import Image
 
     rows = []
-    for r in results[:clips]:
-        kinds = [k[:-8] for k in r if k.endswith("_renders") and r[k]]
+    for r in results[:SHEET_CLIPS]:
+        kinds = [k for k, folder in r["renders"].items() if folder]
         if not kinds or r.get("true_strips") is None:
             continue
         T = r["frames"]
+        views = len(r["cameras"]["views"])
         picks = sorted({0, T // 2, T - 1})
-        strips = [np.concatenate(r["true_strips"], axis=0)]
-        for k in kinds:
-            strips.append(np.concatenate([on_white(np.asarray(Image.open(os.path.join(r[f"{k}_renders"],
-                          f"frame{t:02d}.png")).convert("RGBA"))) for t in picks], axis=0))
-        rows.append(np.concatenate(strips, axis=1))  # true | reconstruction | generation
+        columns = [r["true_strips"]] + [[on_white(np.asarray(Image.open(os.path.join(r["renders"][k],
+                   f"frame{t:02d}.png")).convert("RGBA"))) for t in picks] for k in kinds]
+        box = object_box([s for column in columns for s in column], views)
+        if box is not None:
+            columns = [[crop_views(s, views, box) for s in column] for column in columns]
+        rows.append(np.concatenate([np.concatenate(column, axis=0) for column in columns], axis=1))
     if not rows:
         return None
     width = max(r.shape[1] for r in rows)
@@ -149,9 +202,117 @@ def frames_sheet(results: list[dict], path: str, clips: int = 4) -> str | None:
     return path
 
 
+# -- what a finished clip leaves, and resuming ------------------------------------------------------
+
+def _keep_clip(out_dir: str, index: int, r: dict) -> None:
+    """clips/<key>.json: every figure of the clip; the sheet clips also keep their points (.npz)."""
+    kept = {"index": index, "key": r["key"], "label": r["label"], "frames": r["frames"],
+            "metrics": {k: {m: v.tolist() for m, v in ms.items()} for k, ms in r["metrics"].items()},
+            "actionbench": r["actionbench"], "renders": r["renders"]}
+    if index < SHEET_CLIPS:
+        buf = io.BytesIO()
+        np.savez(buf, true_points=r["true_points"], cameras=json.dumps(r["cameras"]),
+                 true_strips=np.stack(r["true_strips"]) if r["true_strips"] is not None else np.zeros(0),
+                 **{f"points_{k}": v for k, v in r["points"].items()})
+        atomic_write(os.path.join(out_dir, "clips", f"{r['key']}.npz"), buf.getvalue())
+    atomic_write(os.path.join(out_dir, "clips", f"{r['key']}.json"), json.dumps(kept).encode())
+
+
+def _kept_clips(out_dir: str) -> list[dict]:
+    folder = os.path.join(out_dir, "clips")
+    if not os.path.isdir(folder):
+        return []
+    kept = []
+    for name in os.listdir(folder):
+        if name.endswith(".json"):
+            with open(os.path.join(folder, name)) as f:
+                r = json.load(f)
+            r["metrics"] = {k: {m: np.array(v, dtype=float) for m, v in ms.items()} for k, ms in r["metrics"].items()}
+            kept.append(r)
+    return sorted(kept, key=lambda r: r["index"])
+
+
+def _with_sheet_data(out_dir: str, r: dict) -> dict:
+    path = os.path.join(out_dir, "clips", f"{r['key']}.npz")
+    if "points" in r or not os.path.exists(path):
+        return r
+    z = np.load(path)
+    return {**r, "true_points": z["true_points"], "cameras": json.loads(str(z["cameras"])),
+            "true_strips": list(z["true_strips"]) if z["true_strips"].size else None,
+            "points": {k[7:]: z[k] for k in z.files if k.startswith("points_")}}
+
+
+class ClipTables:
+    """per_clip.csv (clip x frame) and actionbench.csv (clip x kind), appended one clip at a time."""
+
+    def __init__(self, out_dir: str, columns: list[tuple[str, str]]):
+        self.columns = columns
+        self.per_frame = os.path.join(out_dir, "per_clip.csv")
+        self.actionbench = os.path.join(out_dir, "actionbench.csv")
+
+    def rewrite(self, kept: list[dict]) -> None:
+        """Both files from the kept clips (a restart: whatever a kill left half written goes)."""
+        for path, header in ((self.per_frame, self._frame_header()), (self.actionbench, self._ab_header())):
+            buf = io.StringIO()
+            csv.writer(buf).writerow(header)
+            atomic_write(path, buf.getvalue().encode())
+        for r in kept:
+            self.append(r)
+
+    def _frame_header(self):
+        return ["key", "label", "frame"] + [f"{k}_{m}" for k, m in self.columns]
+
+    def _ab_header(self):
+        return ["key", "label", "kind", *AB_METRICS]
+
+    def append(self, r: dict) -> None:
+        def cell(k, m, t):
+            v = r["metrics"].get(k, {}).get(m)
+            return "" if v is None else f"{v[t]:.6g}"
+
+        with open(self.per_frame, "a", newline="") as f:
+            w = csv.writer(f)
+            for t in range(r["frames"]):
+                w.writerow([r["key"], r["label"], t] + [cell(k, m, t) for k, m in self.columns])
+        with open(self.actionbench, "a", newline="") as f:
+            w = csv.writer(f)
+            for kind, scores in r["actionbench"].items():
+                w.writerow([r["key"], r["label"], kind] + [f"{scores[m]:.6g}" for m in AB_METRICS])
+
+
+def summarise(results: list[dict], kinds: list[str]) -> dict[str, dict[str, float | None]]:
+    """Per kind, each metric's mean over clips of the clip's frame mean (every clip counts once, as
+    grouping per_clip.csv by key gives), and ActionBench's metrics' mean over clips."""
+    def mean(k, m):
+        values = [r["metrics"][k][m].mean() for r in results if m in r["metrics"].get(k, {})]
+        return float(np.mean(values)) if values else None
+
+    return {k: {**{m: mean(k, m) for m in ("psnr", "ssim", "lpips", "chamfer", "l2")},
+                **{m: float(np.mean([r["actionbench"][k][m] for r in results])) for m in AB_METRICS}}
+            for k in kinds}
+
+
+def table_markdown(summary: dict, clips: int, notes: list[str], eval_points: int) -> str:
+    def fmt(v, spec):
+        return "-" if v is None else format(v, spec)
+
+    lines = [f"Evaluated on {clips} clips; Chamfer on {eval_points:,} dense points per frame; PSNR, SSIM and "
+             "LPIPS over the 4 views of every keyframe; CD-3D, CD-4D and CD-M as ActionBench defines them "
+             "(train/actionbench.py).", "",
+             "| Method | PSNR | SSIM | LPIPS | Geo. CD | per-point L2 | CD-3D | CD-4D | CD-M |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for k, v in summary.items():
+        lines.append(f"| {NAMES[k]} | {fmt(v['psnr'], '.3f')} | {fmt(v['ssim'], '.4f')} | {fmt(v['lpips'], '.4f')} | "
+                     f"{fmt(v['chamfer'], '.6f')} | {fmt(v['l2'], '.6f')} | {v['cd_3d']:.4f} | {v['cd_4d']:.4f} | "
+                     f"{v['cd_m']:.4f} |")
+    lines += [""] + [n + "." for n in notes]
+    return "\n".join(lines) + "\n"
+
+
 def evaluate(shards: list[str], vae_checkpoint: str, out_dir: str, diffusion_checkpoint: str | None = None,
              max_clips: int | None = None, eval_points: int = 10_000, seed: int = 0, device: str | None = None,
-             render=None) -> dict:
+             render=None, actionbench_points: int = 100_000, actionbench_settings: dict | None = None,
+             lpips_backbone: str | None = None) -> dict:
     """`render(clip, verts (T, V, 3) normalised, kind) -> folder of frame<tt>.png or None` renders the
     clip's vertices as the clip was rendered (the CLI passes the renderer's replay)."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -159,38 +320,58 @@ def evaluate(shards: list[str], vae_checkpoint: str, out_dir: str, diffusion_che
     objective, cfg = load_diffusion(diffusion_checkpoint, vae, device) if diffusion_checkpoint else (None, None)
     data = LoaderConfig(image_size=vae.cfg.image_size, resample_points=False, seed=seed,
                         num_points=cfg["data"]["num_points"] if cfg else LoaderConfig.num_points)
-    results = []
-    bar = tqdm(desc="evaluating clips", unit="clip", total=max_clips)
+    notes = []
+    lpips = None
+    if render is None:
+        notes.append(NO_RENDER_NOTE)
+    else:
+        lpips = lpips_metric.load(lpips_backbone)
+        if lpips is None:
+            notes.append(lpips_metric.unavailable_reason(lpips_backbone))
+    kinds = ["reconstruction"] + (["generation"] if objective is not None else []) + ["frozen"]
+    appearance_metrics = (["psnr", "ssim"] + (["lpips"] if lpips is not None else [])) if render is not None else []
+    columns = [(k, m) for k in kinds for m in ["chamfer", "l2"] + (appearance_metrics if k != "frozen" else [])]
+    settings = {"vae": os.path.abspath(vae_checkpoint), "diffusion": diffusion_checkpoint and
+                os.path.abspath(diffusion_checkpoint), "eval_points": eval_points, "seed": seed,
+                "actionbench_points": actionbench_points, "actionbench": actionbench_settings or {},
+                "columns": [f"{k}_{m}" for k, m in columns]}
+    os.makedirs(out_dir, exist_ok=True)
+    settings_path = os.path.join(out_dir, "eval.json")
+    if os.path.exists(settings_path):
+        with open(settings_path) as f:
+            before = json.load(f)
+        if before != settings:
+            changed = sorted(k for k in settings if before.get(k) != settings[k])
+            raise ValueError(f"{out_dir} holds an evaluation with other settings ({', '.join(changed)}): "
+                             "give a new --out, or delete it to start again")
+    atomic_write(settings_path, json.dumps(settings, indent=1).encode())
+    tables = ClipTables(out_dir, columns)
+    results = _kept_clips(out_dir)
+    tables.rewrite(results)
+    done = {r["key"] for r in results}
+    if done:
+        print(f"resuming: {len(done)} clips already evaluated in {out_dir}", flush=True)
+    bar = tqdm(desc="evaluating clips", unit="clip", total=max_clips, initial=len(results))
     for sample in wds.WebDataset(shards, shardshuffle=False):
-        if max_clips is not None and len(results) == max_clips:
+        if max_clips is not None and len(results) >= max_clips:
             break
+        if sample["__key__"] in done:
+            continue
+        r = evaluate_clip(ClipSample(sample), vae, objective, data, eval_points, seed, device, render,
+                          actionbench_points=actionbench_points, actionbench_settings=actionbench_settings,
+                          lpips=lpips)
+        _keep_clip(out_dir, len(results), r)
+        tables.append(r)
+        results.append(r)
         bar.update(1)
-        results.append(evaluate_clip(ClipSample(sample), vae, objective, data, eval_points, seed, device, render))
     bar.close()
     if not results:
         raise ValueError(f"no clips in {shards}")
-    os.makedirs(out_dir, exist_ok=True)
-    kinds = ["reconstruction"] + (["generation"] if objective is not None else [])
-    metrics = ["chamfer", "l2"] + (["psnr", "ssim"] if all(f"{k}_psnr" in r for r in results for k in kinds) else [])
-    with open(os.path.join(out_dir, "per_clip.csv"), "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["key", "label", "frame"] + [f"{k}_{m}" for k in kinds for m in metrics])
-        for r in results:
-            for t in range(r["frames"]):
-                w.writerow([r["key"], r["label"], t] + [f"{r[f'{k}_{m}'][t]:.6g}" for k in kinds for m in metrics])
-    table = {k: {m: float(np.mean([r[f"{k}_{m}"].mean() for r in results])) for m in metrics} for k in kinds}
-    names = {"reconstruction": "Ours, VAE reconstruction (4 views)", "generation": "Ours, generation (monocular video)"}
-    lines = [f"Evaluated on {len(results)} clips; Chamfer on {eval_points:,} dense points per frame; "
-             "PSNR and SSIM over the 4 views of every keyframe.", "",
-             "| Method | PSNR | SSIM | LPIPS | Geo. CD | per-point L2 |", "| --- | --- | --- | --- | --- | --- |"]
-    for k, v in table.items():
-        app = f"{v['psnr']:.3f} | {v['ssim']:.4f}" if "psnr" in v else "- | -"
-        lines.append(f"| {names[k]} | {app} | - | {v['chamfer']:.5f} | {v['l2']:.5f} |")
-    lines += ["", LPIPS_NOTE + "." + ("" if "psnr" in metrics else " " + NO_RENDER_NOTE + ".")]
-    with open(os.path.join(out_dir, "table.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    sheet = contact_sheet(results, os.path.join(out_dir, "contact_sheet.png"))
-    frames = frames_sheet(results, os.path.join(out_dir, "contact_sheet_frames.png"))
-    return {"contact_sheet_frames": frames, "clips": len(results), "table": table,
-            "table_path": os.path.join(out_dir, "table.md"),
-            "csv": os.path.join(out_dir, "per_clip.csv"), "contact_sheet": sheet}
+    table_path = os.path.join(out_dir, "table.md")
+    summary = summarise(results, kinds)
+    atomic_write(table_path, table_markdown(summary, len(results), notes, eval_points).encode())
+    shown = [_with_sheet_data(out_dir, r) for r in results[:SHEET_CLIPS]]
+    sheet = contact_sheet(shown, os.path.join(out_dir, "contact_sheet.png"))
+    frames = frames_sheet(shown, os.path.join(out_dir, "contact_sheet_frames.png"))
+    return {"contact_sheet_frames": frames, "clips": len(results), "table": summary, "table_path": table_path,
+            "csv": tables.per_frame, "actionbench_csv": tables.actionbench, "contact_sheet": sheet}
