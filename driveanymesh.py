@@ -228,6 +228,62 @@ def _cmd_eval(args) -> int:
     return 0
 
 
+def _cmd_eval_points(args) -> int:
+    import csv
+    import math
+
+    from train import actionbench as ab
+
+    kw = {k: v for k, v in dict(frames=args.frames, icp_points=args.icp_points, chamfer_points=args.chamfer_points,
+                                seed=args.seed).items() if v is not None}
+    names = (("cd_3d", "CD-3D"), ("cd_4d", "CD-4D"), ("cd_m", "CD-M"))
+
+    def line(res: dict) -> str:
+        return "  ".join(f"{label} {res[key]:.4f}" for key, label in names)
+
+    gt_is_clip = args.gt.endswith(".npy") or os.path.isfile(os.path.join(args.gt, "surfaces.npy"))
+    if gt_is_clip:
+        rows = [{"uid": os.path.basename(os.path.normpath(args.pred)), **ab.score_clip(args.pred, args.gt, **kw)}]
+        print(line(rows[0]))
+    else:
+        clips, gt_only, pred_only = ab.find_clips(args.pred, args.gt)
+        if not clips:
+            raise ValueError(f"no uid in both {args.pred} (<uid>/mesh_*.glb or <uid>/*.npy) and "
+                             f"{args.gt} (<uid>/surfaces.npy)")
+        if gt_only or pred_only:
+            print(f"warning: {len(gt_only)} GT clips without a prediction, {len(pred_only)} predictions "
+                  f"without GT: scoring the {len(clips)} in both", file=sys.stderr)
+        short = []  # every clip checked before any is scored
+        for uid, pred, gt in clips:
+            have, truth = ab.clip_frames(pred), ab.clip_frames(gt)
+            need = args.frames or truth
+            if min(have, truth) < need:
+                short.append(f"{uid} ({have} predicted and {truth} GT frames, {need} needed)")
+        if short:
+            raise ValueError("too few frames: " + ", ".join(short))
+        from tqdm import tqdm
+
+        rows = []
+        width = max(len(u) for u, _, _ in clips)
+        for uid, pred, gt in tqdm(clips, desc="clips", unit="clip"):
+            rows.append({"uid": uid, **ab.score_clip(pred, gt, **kw)})
+            tqdm.write(f"{uid:<{width}}  {line(rows[-1])}")
+        mean = {key: float(sum(r[key] for r in rows if not math.isnan(r[key]))
+                           / max(1, sum(not math.isnan(r[key]) for r in rows))) for key, _ in names}
+        unmeasured = sum(math.isnan(r["cd_m"]) for r in rows)
+        print(f"mean over {len(rows)} clip{'' if len(rows) == 1 else 's'}:  {line(mean)}"
+              + (f"  (CD-M over {len(rows) - unmeasured}: not measured on {unmeasured})" if unmeasured else ""))
+        print(f"ActionMesh, published (theirs, ActionBench's 128 clips, their ICP):  {line(ab.ACTIONMESH_PUBLISHED)}")
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["uid", "cd_3d", "cd_4d", "cd_m"])
+            w.writeheader()
+            w.writerows(rows)
+        print(f"per clip: {os.path.abspath(args.out)}")
+    return 0
+
+
 def _pipelines_file(argv) -> str:
     """--pipelines-file as given (help for `run` lists that file's pipelines), before full parsing."""
     from curation.pipeline_config import DEFAULT_FILE
@@ -362,6 +418,19 @@ def main(argv=None) -> int:
                                                 "vertices with each clip's cameras and light for PSNR/SSIM")
     ev.add_argument("--render-threads", type=int, default=0, help="Blender render threads (default: all)")
     ev.set_defaults(func=_cmd_eval)
+
+    ep = sub.add_parser("eval-points", help="ActionBench's CD-3D, CD-4D and CD-M of predicted clips against tracked GT points",
+                        description="PRED: a clip (a folder of mesh_*.glb, or points as .npy) or a folder of "
+                                    "<uid>/ clips; GT: surfaces.npy (or a folder holding it) or ActionBench's "
+                                    "folder of <uid>/surfaces.npy. Every uid in both is scored.")
+    ep.add_argument("pred", help="predicted clip, or folder of <uid>/ clips")
+    ep.add_argument("gt", help="GT surfaces.npy or its folder, or a folder of <uid>/surfaces.npy")
+    ep.add_argument("--out", help="write the per-clip CSV (uid, cd_3d, cd_4d, cd_m) here")
+    ep.add_argument("--frames", type=int, help="score the first N frames (default: all of the GT's)")
+    ep.add_argument("--icp-points", type=int, help="points per frame for the alignment (default: 10,000)")
+    ep.add_argument("--chamfer-points", type=int, help="points sampled per frame from predicted meshes (default: 100,000)")
+    ep.add_argument("--seed", type=int, help="seed of the mesh sampling and the ICP subset (default: 44)")
+    ep.set_defaults(func=_cmd_eval_points)
 
     args = ap.parse_args(argv)
     from curation.output_lock import OutputLocked
