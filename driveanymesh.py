@@ -71,7 +71,8 @@ def _cmd_run(args) -> int:
     print(f"\nshards ({len(out['shards'])}):")
     for s in out["shards"]:
         print(f"  {s}")
-    print(f"manifest: {out['manifest']}\naudit:    {out['audit']}\nreport:   {out['report']}")
+    print(f"manifest: {out['manifest']}\nsplits:   {out['splits']}\naudit:    {out['audit']}\n"
+          f"report:   {out['report']}")
     return _report_check(out["check"])
 
 
@@ -100,6 +101,20 @@ def _cmd_verify(args) -> int:
 def _cmd_audit(args) -> int:
     from curation import audit
 
+    if (args.label or args.split) and args.what != "uids":
+        print(f"error: --label and --split go with `audit DIR uids`, not `{args.what}`", file=sys.stderr)
+        return 2
+    if args.what == "uids":  # splits.json when the run wrote one: no journal read
+        from curation.splits import read_splits, select_uids
+
+        for uid in select_uids(read_splits(args.dir), args.label, args.split):
+            print(uid)
+        return 0
+    if args.what == "card":
+        from curation.dataset_card import write_card
+
+        print(f"card: {write_card(args.dir)}")
+        return 0
     rows = audit.AuditLog(args.dir).rows()
     if not rows:
         print(f"error: no audit rows in {args.dir}", file=sys.stderr)
@@ -361,10 +376,16 @@ def main(argv=None) -> int:
     v.add_argument("out", help="the run's --out (folder or URL)")
     v.set_defaults(func=_cmd_verify)
 
-    a = sub.add_parser("audit", help="read a run's audit: summary, why UID, or an HTML report")
+    a = sub.add_parser("audit", help="read a run's audit: summary, why UID, an HTML report, the uid lists of its "
+                                     "splits, or a dataset card")
     a.add_argument("dir", help="the run's --out (folder or URL)")
-    a.add_argument("what", choices=["summary", "why", "report"])
+    a.add_argument("what", choices=["summary", "why", "report", "uids", "card"],
+                   help="summary: counts per rule; why UID: every decision about one asset; report: "
+                        "DIR/report/index.html; uids: the accepted uids, one per line (from splits.json); "
+                        "card: DIR/DATASET_CARD.md (licences, attribution, settings, how to reproduce the split)")
     a.add_argument("uid", nargs="?")
+    a.add_argument("--label", choices=["textured", "textureless"], help="uids: only assets of this label")
+    a.add_argument("--split", choices=["train", "test"], help="uids: only assets of this split")
     a.set_defaults(func=_cmd_audit)
 
     t = sub.add_parser("train", help="train the VAE or the diffusion model on clip shards (torchrun for DDP)")

@@ -14,7 +14,7 @@ at the end the accepted keys of the audit are checked against the manifest.
 Built to keep up with a large cluster: per finished asset the driver appends its rows to the journal,
 adds its accepted keys to the planner and, per shard, writes one small manifest entry, all O(1); the
 journal is read once when a run starts (into a compact `ResumeState`) and once at the end (for the
-table, the report and the check). One driver per output (`OutputLock`).
+table, the report, splits.json and the check). One driver per output (`OutputLock`).
 """
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ from curation.audit_report import REPORT_VALUES, write_report
 from curation.clip_processing import process_clip
 from curation.output_lock import OutputLock
 from curation.pipeline_config import HASH_EXCLUDES, Pipeline
+from curation.splits import ATTRIBUTION_FIELDS, SPLITS_VALUES, build_splits, write_splits
 from dataset.shard_writer import STAGING, ShardPlanner, load_manifest, read_tar_samples, stage_sample, \
     staged_path, write_shard
 from dataset.storage import TMP_MARK, Store, fetch_to, is_url
@@ -129,9 +130,16 @@ def process_asset(task: AssetTask, pipe: Pipeline, out: Store) -> list[dict]:
             from curation.objaverse_source import evict
             evict(downloaded)
     timings["total"] = time.perf_counter() - started
-    rows.append(asset_row(task.uid, rows, {"clips": clips, "accepted": accepted}, timings))
+    rows.append(asset_row(task.uid, rows, {"clips": clips, "accepted": accepted, "attribution": attribution(task)},
+                          timings))
     node = _node()
     return [{**r, **node} for r in rows]
+
+
+def attribution(task: AssetTask) -> dict:
+    """What CC BY asks to credit, as the source knows it (None where it does not: demo, local): in the
+    asset row, so splits.json and the dataset card have it without reading a shard."""
+    return {"license": task.license, **{k: task.info.get(k) for k in ATTRIBUTION_FIELDS if k != "license"}}
 
 
 def asset_row(uid: str, rows: list[dict], values: dict | None = None, timings: dict | None = None) -> dict:
@@ -357,17 +365,19 @@ def _run(pipe: Pipeline, out: Store, lock: OutputLock, ray_address: str | None, 
     log.close()
     planner.consolidate()
     t = time.perf_counter()
-    # the final rows, slimmed to what the report, summary and check read; the table streams the journal
-    final = audit.scan(log.iter_rows(), keep_values=REPORT_VALUES)
+    # the final rows, slimmed to what the report, summary, splits and check read; the table streams the journal
+    final = audit.scan(log.iter_rows(), keep_values=REPORT_VALUES | SPLITS_VALUES)
     table = log.write_parquet(final)
     rows = final.rows
     del final
     report = write_report(out, rows)
+    splits = write_splits(out, build_splits(rows, run_info))
     driver_timings["audit_and_report"] = time.perf_counter() - t
     driver_timings["wall"] = time.perf_counter() - started
     out.write("run.json", json.dumps({**run_info, "driver_timings": driver_timings}, indent=1).encode())
     check = check_outputs(out, rows=rows)
     return {"counts": counts, "manifest": planner.url, "audit": table, "out": out.root, "report": report,
+            "splits": splits,
             "shards": [out.url(s["path"]) for s in planner.manifest["shards"]], "check": check,
             "summary": audit.summary(rows)}
 

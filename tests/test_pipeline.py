@@ -194,6 +194,12 @@ def test_objaverse_mirror_end_to_end_to_shards(tmp_path, demo_assets):
     assert set(samples) == {f"{good}_0"}
     meta = json.loads(samples[f"{good}_0"][1]["meta.json"])
     assert meta["source"] == "objaverse" and meta["license"] == "by" and meta["author"] == "Test Author"
+    # the credit CC BY asks for reaches splits.json through the audit, as the clip's meta.json has it
+    [entry] = json.loads((out / "splits.json").read_text())["assets"]
+    assert entry["uid"] == good and entry["keys"] == [f"{good}_0"]
+    assert entry["viewerUrl"] == records[good]["viewerUrl"] and entry["name"] == "Spinner"
+    assert {k: entry[k] for k in ("license", "author", "name", "viewerUrl")} == {
+        k: meta[k] for k in ("license", "author", "name", "viewerUrl")}
     table = pq.read_table(out / "audit.parquet").to_pandas()
     decided = {r.uid: (r.stage, r.rule) for r in table.itertuples() if r.status != "accepted" and r.stage != "asset"}
     assert decided == {nc: ("metadata", "license"), scan: ("metadata", "scene_tag"), still: ("filter", "ssim_motion")}
