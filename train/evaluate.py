@@ -206,6 +206,7 @@ def frames_sheet(results: list[dict], path: str) -> str | None:
 
 def _keep_clip(out_dir: str, index: int, r: dict) -> None:
     """clips/<key>.json: every figure of the clip; the sheet clips also keep their points (.npz)."""
+    os.makedirs(os.path.join(out_dir, "clips"), exist_ok=True)
     kept = {"index": index, "key": r["key"], "label": r["label"], "frames": r["frames"],
             "metrics": {k: {m: v.tolist() for m, v in ms.items()} for k, ms in r["metrics"].items()},
             "actionbench": r["actionbench"], "renders": r["renders"]}
