@@ -173,3 +173,17 @@ def test_replay_of_the_true_vertices_reproduces_the_clip(clip_shards, demo_asset
     still, _ = replay_clip(demo_assets["rigid_spinner"]["path"], clip.meta, clip.cameras,
                            np.repeat(clip.verts[:1], clip.num_frames, axis=0), str(tmp_path / "still"))
     assert psnr(frames(still)[-1], true[-1]) < 45  # frozen geometry no longer matches the last keyframe
+
+
+def test_the_frames_sheet_crops_every_view_to_the_object_in_any_of_its_images():
+    from train.evaluate import crop_views, object_box
+
+    views, size = 4, 64
+    strips = [np.full((size, views * size, 3), 255, np.uint8) for _ in range(2)]
+    strips[0][10:20, 30:40] = 0                      # view 0 of the first image
+    strips[1][40:50, 3 * size + 5:3 * size + 9] = 0  # view 3 of the second
+    box = object_box(strips, views, margin=2)
+    assert box == (8, 52, 3, 42)                     # the union, in one panel's coordinates, with the margin
+    cropped = crop_views(strips[0], views, box)
+    assert cropped.shape == (44, 4 * 39, 3) and (cropped[2:12, 27:37] == 0).all()
+    assert object_box([np.full((8, 32, 3), 255, np.uint8)], views) is None
