@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ CODE = sys.argv[sys.argv.index("--code") + 1] if "--code" in sys.argv else ROOT
 sys.path.insert(0, CODE)
 import webdataset as wds  # noqa: E402
 
+from checkouts import alternate  # noqa: E402
 from dataset.loaders import LoaderConfig, make_loader  # noqa: E402
 
 
@@ -69,20 +69,9 @@ def diffusion_child(args) -> int:
 def compare_diffusion(args) -> int:
     cache = latent_cache(args.shards)
     print(f"latent cache of {len(args.shards)} shards in {os.path.dirname(os.path.dirname(cache[0]))}", flush=True)
-    codes = ([("before", os.path.abspath(args.before))] if args.before else []) + [("this checkout", ROOT)]
-    passes = 2 if args.before else 1
-    runs = {name: [] for name, _ in codes}
-    for _ in range(passes):
-        for name, code in codes:
-            cmd = [sys.executable, os.path.abspath(__file__), *map(os.path.abspath, args.shards), "--diffusion",
-                   "--samples", str(args.samples), "--image-size", str(args.image_size),
-                   "--workers", *map(str, args.workers), "--cache", *cache, "--code", code]
-            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=code)
-            if proc.returncode != 0:
-                sys.exit(f"{name} ({code}) failed:\n{proc.stderr[-3000:]}")
-            runs[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
-            print(f"  {name}: " + ", ".join(f"{k} {v:.1f}/s" for k, v in runs[name][-1].items()), flush=True)
-    best = {name: {k: max(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()}
+    argv = [*map(os.path.abspath, args.shards), "--diffusion", "--samples", str(args.samples), "--image-size",
+            str(args.image_size), "--workers", *map(str, args.workers), "--cache", *cache]
+    best = alternate(__file__, argv, args.before, ROOT, max, lambda v: f"{v:.1f}/s")
     for key, value in best["this checkout"].items():
         line = f"diffusion examples, {key}: {value:.1f} samples/s"
         if args.before:

@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -191,22 +190,13 @@ def trainer_child(args, device) -> int:
 
 
 def compare_trainers(args) -> int:
-    codes = ([("before", os.path.abspath(args.before))] if args.before else []) + [("this checkout", ROOT)]
-    passes = 2 if args.before else 1
+    from checkouts import alternate
+
     argv = [a for a in sys.argv[1:] if a not in ("--before", args.before)]
     print(f"Trainer.train_step, {'tiny' if args.tiny else 'paper-size'} configurations, VAE batch "
           f"{args.vae_batch}, diffusion batch {args.diffusion_batch}, {args.steps} timed steps after "
-          f"{args.warmup}; {passes} pass(es) over {', '.join(c for c, _ in codes)}", flush=True)
-    runs: dict[str, list[dict]] = {name: [] for name, _ in codes}
-    for _ in range(passes):
-        for name, code in codes:
-            proc = subprocess.run([sys.executable, os.path.abspath(__file__), *argv, "--code", code],
-                                  capture_output=True, text=True, cwd=code)
-            if proc.returncode != 0:
-                sys.exit(f"{name} ({code}) failed:\n{proc.stderr[-3000:]}")
-            runs[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
-            print(f"  {name}: " + ", ".join(f"{k} {v:.0f} ms" for k, v in runs[name][-1].items()), flush=True)
-    best = {name: {k: min(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()}
+          f"{args.warmup}; {'before and ' if args.before else ''}this checkout", flush=True)
+    best = alternate(__file__, argv, args.before, ROOT, min, lambda v: f"{v:.0f} ms")
     for key in best["this checkout"]:
         line = f"{key}: {best['this checkout'][key]:.0f} ms/step"
         if args.before:
