@@ -23,7 +23,7 @@ class Attention(nn.Module):
     """Multi-head attention: self-attention on x, or cross-attention with queries from x and
     keys/values from `context` (whose width may differ: `context_dim`)."""
 
-    def __init__(self, dim: int, heads: int, context_dim: int | None = None):
+    def __init__(self, dim: int, heads: int, context_dim: int | None = None, qk_norm: bool = False):
         super().__init__()
         if dim % heads:
             raise ValueError(f"Attention: dim={dim} is not divisible by heads={heads}")
@@ -31,16 +31,27 @@ class Attention(nn.Module):
         self.to_q = nn.Linear(dim, dim, bias=False)
         self.to_kv = nn.Linear(context_dim or dim, 2 * dim, bias=False)
         self.to_out = nn.Linear(dim, dim)
+        # QK-norm (ViT-22B, SD3): RMS-normalised queries and keys per head, with learnt gains, so the
+        # logits' scale is learnt directly instead of through the size of the projections.
+        head_dim = dim // heads
+        self.q_norm = nn.RMSNorm(head_dim) if qk_norm else None
+        self.k_norm = nn.RMSNorm(head_dim) if qk_norm else None
 
     def _split_heads(self, t: torch.Tensor) -> torch.Tensor:
         b, n, d = t.shape
         return t.view(b, n, self.heads, d // self.heads).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
+                key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """`key_mask` (B, keys) bool: True where a key may be attended to (each row needs one)."""
         context = x if context is None else context
         q = self._split_heads(self.to_q(x))
         k, v = (self._split_heads(t) for t in self.to_kv(context).chunk(2, dim=-1))
-        if q.shape[0] <= _SDPA_MAX_BATCH:
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if key_mask is not None:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :])
+        elif q.shape[0] <= _SDPA_MAX_BATCH:
             out = F.scaled_dot_product_attention(q, k, v)
         else:
             out = torch.cat([F.scaled_dot_product_attention(qc, kc, vc) for qc, kc, vc in
@@ -83,19 +94,20 @@ class AdaptiveLayerNorm(nn.Module):
 class ResidualAttention(nn.Module):
     """x + gate * Attention(adaLN(x), LayerNorm(context)): one pre-norm attention sub-layer."""
 
-    def __init__(self, dim: int, heads: int, context_dim: int | None = None, cond_dim: int | None = None):
+    def __init__(self, dim: int, heads: int, context_dim: int | None = None, cond_dim: int | None = None,
+                 qk_norm: bool = False):
         super().__init__()
         self.norm = AdaptiveLayerNorm(dim, cond_dim)
         self.context_norm = nn.LayerNorm(context_dim) if context_dim is not None else None
-        self.attention = Attention(dim, heads, context_dim)
+        self.attention = Attention(dim, heads, context_dim, qk_norm)
 
-    def forward(self, x, context=None, cond=None):
+    def forward(self, x, context=None, cond=None, key_mask=None):
         h, gate = self.norm(x, cond)
         if self.context_norm is not None:
             if context is None:
                 raise ValueError("cross-attention sub-layer needs a context tensor (batch, tokens, context_dim)")
             context = self.context_norm(context)
-        return x + gate * self.attention(h, context)
+        return x + gate * self.attention(h, context, key_mask)
 
 
 class ResidualFeedForward(nn.Module):
@@ -129,10 +141,10 @@ class SelfAttentionBlock(nn.Module):
 class CrossAttentionBlock(nn.Module):
     """Transformer block: residual cross-attention from x to `context`, then residual feed-forward."""
 
-    def __init__(self, dim: int, heads: int, context_dim: int, cond_dim: int | None = None):
+    def __init__(self, dim: int, heads: int, context_dim: int, cond_dim: int | None = None, qk_norm: bool = False):
         super().__init__()
-        self.attention = ResidualAttention(dim, heads, context_dim, cond_dim)
+        self.attention = ResidualAttention(dim, heads, context_dim, cond_dim, qk_norm)
         self.feed_forward = ResidualFeedForward(dim, cond_dim)
 
-    def forward(self, x, context=None, cond=None):
-        return self.feed_forward(self.attention(x, context, cond), cond)
+    def forward(self, x, context=None, cond=None, key_mask=None):
+        return self.feed_forward(self.attention(x, context, cond, key_mask), cond)

@@ -28,6 +28,14 @@ class DenoiserConfig:
     image_channels: int = 3     # RGB video
     patch_size: int = 16
     video_vit_depth: int = 4
+    video_object_mask: bool = True  # the video cross-attention attends only to tokens that show the object
+
+    # What a checkpoint saved before a field existed meant by it (the model it holds was trained so).
+    LEGACY = {"video_object_mask": False}
+
+    @classmethod
+    def from_saved(cls, saved: dict) -> "DenoiserConfig":
+        return cls(**{**cls.LEGACY, **saved})
 
     @classmethod
     def tiny(cls) -> "DenoiserConfig":
@@ -49,14 +57,14 @@ class DenoiserBlock(nn.Module):
         self.temporal = ResidualAttention(width, heads, cond_dim=width)
         self.feed_forward = ResidualFeedForward(width, cond_dim=width)
 
-    def forward(self, h, geometry, video, noise, frames: int):
-        """h, geometry (B*T, M, W); video (B*T, L, W); noise (B, W)."""
+    def forward(self, h, geometry, video, noise, frames: int, video_mask=None):
+        """h, geometry (B*T, M, W); video (B*T, L, W); noise (B, W); video_mask (B*T, L) bool or None."""
         batch_frames, num_latents, width = h.shape
         batch = batch_frames // frames
         per_frame = noise.repeat_interleave(frames, dim=0)         # (B*T, W)
         h = self.spatial(h, cond=per_frame)
         h = self.geometry(h, geometry, per_frame)
-        h = self.video(h, video, per_frame)
+        h = self.video(h, video, per_frame, key_mask=video_mask)
         # (B, T, M, W) -> (B*M, T, W): each latent index attends along its own trajectory.
         trajectories = h.view(batch, frames, num_latents, width).transpose(1, 2).reshape(-1, frames, width)
         trajectories = self.temporal(trajectories, cond=noise.repeat_interleave(num_latents, dim=0))
@@ -91,8 +99,10 @@ class Denoiser(nn.Module):
         anchors = self.point_embedding(anchors)                                          # (B, M, W)
         geometry = self.geometry_encoder(anchors, self.point_embedding(p1))              # (B, M, W)
         geometry = geometry.unsqueeze(1).expand(-1, frames, -1, -1).reshape(batch * frames, num_latents, -1)
+        frames_flat = video.flatten(0, 1)
         return {"anchors": anchors, "geometry": geometry,
-                "video": self.video_encoder(video.flatten(0, 1))}                        # (B*T, L, W)
+                "video": self.video_encoder(frames_flat),                                # (B*T, L, W)
+                "video_mask": self.video_encoder.object_mask(frames_flat) if self.cfg.video_object_mask else None}
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, p1: torch.Tensor | None = None,
                 video: torch.Tensor | None = None, condition: dict | None = None) -> torch.Tensor:
@@ -107,5 +117,5 @@ class Denoiser(nn.Module):
         noise = self.noise_embedding(c_noise)                                            # (B, W)
         h = (self.latent_in(x) + condition["anchors"].unsqueeze(1)).reshape(batch * frames, num_latents, -1)
         for block in self.blocks:
-            h = block(h, condition["geometry"], condition["video"], noise, frames)
+            h = block(h, condition["geometry"], condition["video"], noise, frames, condition.get("video_mask"))
         return self.out(self.out_norm(h)).reshape(batch, frames, num_latents, -1)

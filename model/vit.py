@@ -3,6 +3,7 @@ denoiser (video frames): Conv2d patchify, learned 2D position embedding, self-at
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from model.attention import SelfAttentionBlock
@@ -21,6 +22,15 @@ class ViT(nn.Module):
         self.position = nn.Parameter(torch.randn(1, self.grid * self.grid, dim) * 0.02)
         self.blocks = nn.ModuleList(SelfAttentionBlock(dim, heads) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
+
+    def object_mask(self, images: torch.Tensor, cells: int | None = None) -> torch.Tensor:
+        """(B, cells^2) bool over a cells x cells grid of the images (the patch grid by default), in
+        row-major order: True where a cell's pixels hold anything but the white background that views
+        and video frames are matted on (+1 in every RGB channel, the first three). Images that show
+        nothing keep every cell, so attention always has keys."""
+        ink = (images[:, :3] < 0.98).any(dim=1).float()                           # (B, H, W)
+        mask = (F.adaptive_max_pool2d(ink, cells or self.grid) > 0).flatten(1)
+        return mask | ~mask.any(dim=1, keepdim=True)
 
     def forward(self, images: torch.Tensor, token_offset: torch.Tensor | None = None) -> torch.Tensor:
         """`token_offset` (B, 1, dim), if given, is added to every token before the blocks (the VAE's

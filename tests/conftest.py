@@ -163,3 +163,21 @@ def s3_bucket(s3_server, monkeypatch, request):
     name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + f"-{os.getpid()}"
     boto3.client("s3").create_bucket(Bucket=name)
     return {"url": f"s3://{name}", "env": {**os.environ, **s3_server}}
+
+
+@pytest.fixture(scope="session")
+def one_clip(clip_shards, tmp_path_factory) -> str:
+    """The clip of `clip_shards` that moves most, alone in a shard (its path)."""
+    import io
+
+    import numpy as np
+    import webdataset as wds
+
+    from dataset.shard_writer import encode_tar
+
+    samples = list(wds.WebDataset(clip_shards["all"], shardshuffle=False))
+    motion = [np.abs(np.load(io.BytesIO(s["verts.npy"])) - np.load(io.BytesIO(s["verts.npy"]))[0]).mean()
+              for s in samples]
+    path = tmp_path_factory.mktemp("one_clip") / "one.tar"
+    path.write_bytes(encode_tar([samples[int(np.argmax(motion))]]))
+    return str(path)

@@ -2,7 +2,6 @@
 the denoiser learns and its sampler returns latents nearer their clip's data than the data's mean and
 than another clip's, a resumed run repeats the uninterrupted one exactly, two-process DDP (gloo) keeps
 replicas identical, and cached latents give the loss that encoding in the step gives."""
-import io
 import os
 import subprocess
 import sys
@@ -14,7 +13,6 @@ import webdataset as wds
 
 from dataset.clip_sample import ClipSample
 from dataset.loaders import make_loader, vae_clip_batch
-from dataset.shard_writer import encode_tar
 from train.checkpoint import load_vae
 from train.config import load_train_config
 from train.objectives import vae_loss
@@ -30,17 +28,6 @@ def tiny(kind: str, **overrides):
     for k, v in overrides.items():
         setattr(cfg, k, v)
     return cfg
-
-
-@pytest.fixture(scope="module")
-def one_clip(clip_shards, tmp_path_factory):
-    """The clip that moves most, alone in a shard."""
-    samples = list(wds.WebDataset(clip_shards["all"], shardshuffle=False))
-    motion = [np.abs(np.load(io.BytesIO(s["verts.npy"])) - np.load(io.BytesIO(s["verts.npy"]))[0]).mean()
-              for s in samples]
-    path = tmp_path_factory.mktemp("one_clip") / "one.tar"
-    path.write_bytes(encode_tar([samples[int(np.argmax(motion))]]))
-    return str(path)
 
 
 def test_vae_overfits_one_clip(one_clip, tmp_path):

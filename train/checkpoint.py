@@ -61,7 +61,7 @@ def load_vae(path: str, device) -> VAE:
     cfg = state["config"]
     if cfg["kind"] != "vae":
         raise ValueError(f"{path} is a {cfg['kind']} checkpoint, not a VAE")
-    vae = VAE(VAEConfig(**cfg["vae"]))
+    vae = VAE(VAEConfig.from_saved(cfg["vae"]))
     vae.load_state_dict(state["model"])
     return vae.to(device).eval()
 
@@ -72,7 +72,7 @@ def load_diffusion(path: str, vae: VAE, device) -> tuple[DiffusionObjective, dic
     cfg = state["config"]
     if cfg["kind"] != "diffusion":
         raise ValueError(f"{path} is a {cfg['kind']} checkpoint, not a diffusion model")
-    denoiser = Denoiser(DenoiserConfig(**cfg["denoiser"]))
+    denoiser = Denoiser(DenoiserConfig.from_saved(cfg["denoiser"]))
     denoiser.load_state_dict(state["ema"] or state["model"])
     objective = DiffusionObjective(denoiser, vae, EDMConfig(**cfg["edm"]))
     objective.load_extra_state({"latent_stats": state["latent_stats"]})
