@@ -52,22 +52,28 @@ def peak_memory_gib(device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def measure(name, model, make_batch, loss_fn, batch_size, steps, warmup, device):
+def measure(name, model, make_batch, loss_fn, batch_size, steps, warmup, device, compile_model=False):
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     batch = make_batch(batch_size)
+    run = torch.compile(model) if compile_model else model  # warm-up steps include the compilation
+    if compile_model:
+        name += " (compiled)"
 
     def step():
         with autocast:
-            loss = loss_fn(model, batch)
+            loss = loss_fn(run, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
     for _ in range(warmup):
         step()
-    with FlopCounterMode(display=False) as counter:
-        step()
+    with FlopCounterMode(display=False) as counter:  # counted on the eager module: the same arithmetic
+        with autocast:
+            loss = loss_fn(model, batch)
+        loss.backward()
+        opt.zero_grad(set_to_none=True)
     flops = counter.get_total_flops()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -101,6 +107,7 @@ def main() -> int:
     ap.add_argument("--queries", type=int, default=50_000)
     ap.add_argument("--skip-training", action="store_true", help="only the generation figure")
     ap.add_argument("--tiny", action="store_true", help="tiny configurations (a quick check of the script)")
+    ap.add_argument("--compile", action="store_true", help="each training figure also with torch.compile")
     args = ap.parse_args()
     device = torch.device(args.device)
     if args.trainer:
@@ -126,13 +133,16 @@ def random_batches(vcfg, dcfg, batch: int, frames: int, device) -> dict:
     """Random tensors of the loaders' shapes: a VAE batch, and diffusion batches with views (latents
     encoded in the step) and with cached latents."""
     N, M, S, D = 2048, vcfg.num_latents, vcfg.image_size, dcfg.image_size
+    from model.anchors import anchor_points
+
     p1 = torch.rand(batch, N, 3, device=device) - 0.5
+    anchors = anchor_points(p1, M)  # as the loader's workers hand them to the step
     video = torch.randn(batch, frames, 3, D, D, device=device)
-    return {"vae": {"p1": p1, "pt": torch.rand(batch, N, 3, device=device) - 0.5,
+    return {"vae": {"p1": p1, "anchors": anchors, "pt": torch.rand(batch, N, 3, device=device) - 0.5,
                     "views": torch.randn(batch, vcfg.views, vcfg.image_channels, S, S, device=device)},
             "encoded in the step": {"p1": p1, "video": video, "views": torch.randn(
                 batch, frames, vcfg.views, vcfg.image_channels, S, S, device=device)},
-            "latent cache": {"p1": p1, "video": video,
+            "latent cache": {"p1": p1, "video": video, "anchors": anchors,
                              "latents": torch.randn(batch, frames, M, vcfg.latent_channels, device=device)}}
 
 
@@ -142,12 +152,14 @@ def train_figures(args, vae, precond, vcfg, dcfg, edm, device):
 
     batches = random_batches(vcfg, dcfg, max(args.vae_batch, args.diffusion_batch), args.frames, device)
     vae_batch = {k: v[:args.vae_batch] for k, v in batches["vae"].items()}
-    measure("VAE", VAEObjective(vae), lambda b: vae_batch, lambda m, x: m(x)["loss"], args.vae_batch,
-            args.steps, args.warmup, device)
     cached = {k: v[:args.diffusion_batch] for k, v in batches["latent cache"].items()}
-    measure("denoiser", precond, lambda b: cached,
-            lambda m, x: edm_loss(m, x["latents"] * edm.sigma_data, edm, p1=x["p1"], video=x["video"]),
-            args.diffusion_batch, args.steps, args.warmup, device)
+    for compile_model in ([False, True] if args.compile else [False]):
+        measure("VAE", VAEObjective(vae), lambda b: vae_batch, lambda m, x: m(x)["loss"], args.vae_batch,
+                args.steps, args.warmup, device, compile_model)
+        measure("denoiser", precond, lambda b: cached,
+                lambda m, x: edm_loss(m, x["latents"] * edm.sigma_data, edm, condition=precond.net.condition(
+                    x["p1"], x["video"], x["anchors"])),
+                args.diffusion_batch, args.steps, args.warmup, device, compile_model)
 
 
 def trainer_child(args, device) -> int:

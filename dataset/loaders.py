@@ -25,7 +25,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from dataset.clip_sample import ClipSample
-from dataset.point_sampling import sample_point_indices
+from dataset.point_sampling import farthest_points, sample_point_indices
 from dataset.subdivision import subdivision_map
 from dataset.storage import register_with_webdataset
 from dataset.view_tensors import camera_rays, matted_rgb, vae_views
@@ -46,6 +46,7 @@ class LoaderConfig:
     shuffle_buffer: int = 64      # samples held for shuffling, per worker
     resampled: bool = False       # draw shards with replacement (multi-node: every rank sees data)
     epoch_batches: int = 0        # resampled: batches per worker in a nominal epoch (0: endless)
+    anchors: int = 0              # M > 0: each example carries P1's M anchor points (model/anchors.py's FPS)
     seed: int = 0
 
 
@@ -61,12 +62,33 @@ def dense_map(clip: ClipSample):
     return subdivision_map(clip.faces, clip.verts.shape[1], clip.meta.get("dense", {}).get("min_points", 50_000))[0]
 
 
+class ClipViews:
+    """A clip's VAE views of any keyframe (RGB + Pluecker rays), its rays computed once."""
+
+    def __init__(self, clip: ClipSample, cfg: LoaderConfig):
+        self.clip, self.size = clip, cfg.image_size
+        self.rays = camera_rays(clip.cameras, cfg.image_size)
+
+    def __call__(self, t: int, frame: np.ndarray | None = None) -> np.ndarray:
+        return vae_views(self.clip.frame(t) if frame is None else frame, self.rays, self.size)
+
+
+def with_anchors(example: dict, cfg: LoaderConfig) -> dict:
+    """The example with P1's `cfg.anchors` farthest-point samples from its first point (what
+    model.anchors.anchor_points computes: the same algorithm, float32, ties to the lowest index),
+    so the training step runs no FPS loop."""
+    if cfg.anchors:
+        p1 = np.asarray(example["p1"], dtype=np.float32)
+        example["anchors"] = p1[farthest_points(p1, cfg.anchors, start=0)]
+    return example
+
+
 def vae_example(clip: ClipSample, cfg: LoaderConfig, rng: np.random.Generator) -> dict:
     S = dense_map(clip)
     rows = S[point_indices(clip, S, cfg, rng)]
     t = int(rng.integers(clip.num_frames))
-    return {"key": clip.key, "t": t, "p1": rows @ clip.verts[0], "pt": rows @ clip.verts[t],
-            "views": vae_views(clip.frame(t), camera_rays(clip.cameras, cfg.image_size), cfg.image_size)}
+    return with_anchors({"key": clip.key, "t": t, "p1": rows @ clip.verts[0], "pt": rows @ clip.verts[t],
+                         "views": ClipViews(clip, cfg)(t)}, cfg)
 
 
 def vae_clip_batch(clip: ClipSample, cfg: LoaderConfig) -> dict:
@@ -74,10 +96,10 @@ def vae_clip_batch(clip: ClipSample, cfg: LoaderConfig) -> dict:
     overfitting one clip."""
     S = dense_map(clip)
     rows = S[point_indices(clip, S, dataclass_replace(cfg, resample_points=False), None)]
-    rays = camera_rays(clip.cameras, cfg.image_size)
+    views = ClipViews(clip, cfg)
     p1 = rows @ clip.verts[0]
-    return collate([{"key": clip.key, "t": t, "p1": p1, "pt": rows @ clip.verts[t],
-                     "views": vae_views(clip.frame(t), rays, cfg.image_size)} for t in range(clip.num_frames)])
+    return collate([{"key": clip.key, "t": t, "p1": p1, "pt": rows @ clip.verts[t], "views": views(t)}
+                    for t in range(clip.num_frames)])
 
 
 def diffusion_example(clip: ClipSample, cfg: LoaderConfig, rng: np.random.Generator,
@@ -103,12 +125,12 @@ def diffusion_example(clip: ClipSample, cfg: LoaderConfig, rng: np.random.Genera
         S = dense_map(clip)  # P1 is drawn from the dense points of keyframe 0
         idx = point_indices(clip, S, cfg, rng)
         out["p1"] = S[idx] @ clip.verts[0]
-        rays = camera_rays(clip.cameras, cfg.image_size)
-        out["views"] = np.stack([vae_views(f, rays, cfg.image_size) for f in decoded])
+        views = ClipViews(clip, cfg)
+        out["views"] = np.stack([views(int(t), f) for t, f in zip(frames, decoded)])
     if true_points:
         rows = (dense_map(clip) if S is None else S)[idx]
         out["points"] = np.stack([rows @ clip.verts[int(t)] for t in frames])
-    return out
+    return with_anchors(out, cfg)
 
 
 def collate(examples: list[dict]) -> dict:

@@ -69,10 +69,11 @@ def test_eval_writes_the_table_the_csv_and_the_contact_sheet(clip_shards, demo_a
         assert float(cells[i]) == pytest.approx(by_clip(rows, column), rel=1e-4, abs=2e-6), column
     ab = list(csv.DictReader(open(out / "actionbench.csv")))
     assert {(r["key"], r["kind"]) for r in ab} == {(k, kind) for k in keys
-                                                   for kind in ("reconstruction", "generation", "frozen")}
+                                                   for kind in ("reconstruction", "generation", "frozen", "time_mean")}
     assert float(cells[6]) == pytest.approx(np.mean([float(r["cd_3d"]) for r in ab if r["kind"] == "reconstruction"]),
                                             rel=1e-3, abs=1e-4)
     assert "Ours, generation" in table and "Control: first frame held still" in table and "CD-4D" in table
+    assert "Control: each point at its mean over the clip" in table and "| view swap |" in table
     assert "Geo. CD" in proc.stdout and "not measured" not in table
     assert (out / "contact_sheet.png").stat().st_size > 10_000
     assert (out / "contact_sheet_frames.png").stat().st_size > 1_000 and "rendered frames" in proc.stdout
@@ -102,6 +103,8 @@ def test_a_csv_row_recomputed_from_the_shard_and_the_first_frame_control(clip_sh
 
     assert float(row["frozen_chamfer"]) == pytest.approx(chamfer(true0, true_t), rel=1e-4)
     assert float(row["frozen_l2"]) == pytest.approx(np.linalg.norm(true0 - true_t, axis=1).mean(), rel=1e-4)
+    time_mean = np.mean([picked @ v for v in clip.verts], axis=0)
+    assert float(row["time_mean_l2"]) == pytest.approx(np.linalg.norm(time_mean - true_t, axis=1).mean(), rel=1e-4)
     vae = load_vae(trained_vae, "cpu")
     batch = vae_clip_batch(clip, LoaderConfig(image_size=vae.cfg.image_size, resample_points=False, seed=0))
     with torch.no_grad():

@@ -98,3 +98,18 @@ def test_resumed_position_skips_the_batches_already_seen(clip_shards):
     a = next(iter(make_loader(clip_shards["all"], "vae", CFG, batch_size=1, skip_batches=2)))
     b = list(make_loader(clip_shards["all"], "vae", CFG, batch_size=1))[2]
     assert torch.equal(a["p1"], b["p1"]) and torch.equal(a["views"], b["views"])
+
+
+def test_the_loaders_anchors_are_the_models(clip_shards):
+    """Anchors computed in the loader's workers are exactly model.anchors.anchor_points of P1, for
+    VAE and diffusion examples: the step that uses them runs no FPS loop of its own."""
+    import dataclasses
+
+    from model.anchors import anchor_points
+
+    cfg = dataclasses.replace(CFG, anchors=16)
+    for kind in ("vae", "diffusion"):
+        batch = next(iter(make_loader(clip_shards["train"], kind, cfg, batch_size=2)))
+        assert batch["anchors"].shape == (2, 16, 3)
+        assert torch.equal(batch["anchors"], anchor_points(batch["p1"], 16)), kind
+    assert "anchors" not in next(iter(make_loader(clip_shards["train"], "vae", CFG, batch_size=2)))

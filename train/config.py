@@ -61,7 +61,9 @@ class TrainConfig:
     checkpoint_every: int = 1000
     val_every: int = 1000
     val_batches: int = 8
+    val_clips: int = 4            # whole held-out clips scored against the static and time-mean controls
     seed: int = 0
+    compile: bool = False         # torch.compile the training step's forward (GPUs; first steps compile)
 
 
 def load_train_config(spec: str, kind: str | None = None) -> TrainConfig:

@@ -37,13 +37,16 @@ from dataset.loaders import LoaderConfig, dense_map, vae_clip_batch
 from dataset.storage import atomic_write
 from dataset.view_tensors import matted_rgb
 from model.anchors import anchor_points
-from train import actionbench, lpips_metric
+from train import actionbench, lpips_metric, motion_diagnostics
 from train.checkpoint import load_diffusion, load_vae
 from train.metrics import chamfer_distance, per_point_l2, psnr, ssim
 
 NO_RENDER_NOTE = "PSNR, SSIM, LPIPS: not measured (no source assets given: --assets)"
 NAMES = {"reconstruction": "Ours, VAE reconstruction (4 views)", "generation": "Ours, generation (monocular video)",
-         "frozen": "Control: first frame held still"}
+         "frozen": "Control: first frame held still", "time_mean": "Control: each point at its mean over the clip"}
+CONTROLS = ("frozen", "time_mean")  # answers that need no learning: every table shows them
+FOLLOWING = ("l2_over_static", "l2_over_time_mean", "motion_spread", "frame_following")
+COLLAPSE = ("latent_frame_spread", "view_swap")
 AB_METRICS = ("cd_3d", "cd_4d", "cd_m")
 SHEET_CLIPS = 4  # clips shown in the contact sheets: their points and frames are kept
 
@@ -84,10 +87,11 @@ def evaluate_clip(clip: ClipSample, vae, objective, data: LoaderConfig, eval_poi
     batch = vae_clip_batch(clip, data)
     p1 = batch["p1"].to(device)                                   # one P1, repeated for every keyframe
     anchors = anchor_points(p1[:1], vae.cfg.num_latents).expand(len(p1), -1, -1)
-    mean, _ = vae.encode(p1, batch["views"].to(device), anchors)
+    views = batch["views"].to(device)
+    mean, _ = vae.encode(p1, views, anchors)
     T = clip.num_frames
     out = {"key": clip.key, "label": "textured" if clip.meta.get("textured") else "textureless", "frames": T,
-           "metrics": {}, "actionbench": {}, "points": {}, "renders": {}}
+           "metrics": {}, "actionbench": {}, "points": {}, "renders": {}, "following": {}}
     latents = {"reconstruction": mean}
     if objective is not None:
         video = torch.as_tensor(np.stack([matted_rgb(clip.frame(t)[data.video_view],
@@ -104,7 +108,16 @@ def evaluate_clip(clip: ClipSample, vae, objective, data: LoaderConfig, eval_poi
         return torch.cat([vae.decode(z[t:t + 1], at, chunk) for t in range(T)])
 
     predictions = {name: (decode(z, queries), decode(z, queries_ab).cpu().numpy()) for name, z in latents.items()}
-    predictions["frozen"] = (true[:1].expand_as(true), np.repeat(true_ab[:1], T, axis=0))  # the control
+    # the controls: the rest pose held still, and each point at its mean position over the clip
+    predictions["frozen"] = (true[:1].expand_as(true), np.repeat(true_ab[:1], T, axis=0))
+    predictions["time_mean"] = (true.mean(0, keepdim=True).expand_as(true),
+                                np.repeat(true_ab.mean(0, keepdims=True), T, axis=0))
+    for name in latents:
+        out["following"][name] = {k: v for k, v in motion_diagnostics.scores(predictions[name][0], true).items()
+                                  if k in FOLLOWING}
+    swapped = decode(vae.encode(p1, views.flip(0), anchors)[0], queries)  # frame t from frame T-1-t's views
+    out["following"]["reconstruction"].update(
+        motion_diagnostics.collapse_scores(mean, predictions["reconstruction"][0], swapped, true))
     for name, (pred, pred_ab) in predictions.items():
         out["metrics"][name] = {"chamfer": chamfer_distance(pred, true).cpu().numpy(),
                                 "l2": per_point_l2(pred, true).cpu().numpy()}
@@ -131,7 +144,7 @@ def contact_sheet(results: list[dict], path: str) -> str:
     import matplotlib.pyplot as plt
 
     shown = results[:SHEET_CLIPS]
-    kinds = [k for k in shown[0]["points"] if k != "frozen"]
+    kinds = [k for k in shown[0]["points"] if k not in CONTROLS]
     fig, axes = plt.subplots(len(shown), 3, figsize=(9, 3 * len(shown)), squeeze=False)
     for row, r in zip(axes, shown):
         view = r["cameras"]["views"][0]
@@ -209,7 +222,7 @@ def _keep_clip(out_dir: str, index: int, r: dict) -> None:
     os.makedirs(os.path.join(out_dir, "clips"), exist_ok=True)
     kept = {"index": index, "key": r["key"], "label": r["label"], "frames": r["frames"],
             "metrics": {k: {m: v.tolist() for m, v in ms.items()} for k, ms in r["metrics"].items()},
-            "actionbench": r["actionbench"], "renders": r["renders"]}
+            "actionbench": r["actionbench"], "renders": r["renders"], "following": r["following"]}
     if index < SHEET_CLIPS:
         buf = io.BytesIO()
         np.savez(buf, true_points=r["true_points"], cameras=json.dumps(r["cameras"]),
@@ -288,8 +301,13 @@ def summarise(results: list[dict], kinds: list[str]) -> dict[str, dict[str, floa
         values = [r["metrics"][k][m].mean() for r in results if m in r["metrics"].get(k, {})]
         return float(np.mean(values)) if values else None
 
+    def following(k, m):
+        values = [r["following"][k][m] for r in results if m in r.get("following", {}).get(k, {})]
+        return float(np.mean(values)) if values else None
+
     return {k: {**{m: mean(k, m) for m in ("psnr", "ssim", "lpips", "chamfer", "l2")},
-                **{m: float(np.mean([r["actionbench"][k][m] for r in results])) for m in AB_METRICS}}
+                **{m: float(np.mean([r["actionbench"][k][m] for r in results])) for m in AB_METRICS},
+                **{m: following(k, m) for m in FOLLOWING + COLLAPSE}}
             for k in kinds}
 
 
@@ -306,6 +324,18 @@ def table_markdown(summary: dict, clips: int, notes: list[str], eval_points: int
         lines.append(f"| {NAMES[k]} | {fmt(v['psnr'], '.3f')} | {fmt(v['ssim'], '.4f')} | {fmt(v['lpips'], '.4f')} | "
                      f"{fmt(v['chamfer'], '.6f')} | {fmt(v['l2'], '.6f')} | {v['cd_3d']:.4f} | {v['cd_4d']:.4f} | "
                      f"{v['cd_m']:.4f} |")
+    lines += ["", "Against the answers that need no learning, per clip over frames 1..T-1 "
+              "(train/motion_diagnostics.py): L2 over the still first frame's and over the time-mean's (under "
+              "1: better than that control), the decoded motion's spread over frames over the true one's, the "
+              "share of frames nearer their own truth than any other frame's (1/T by chance); for the "
+              "reconstruction, the latents' spread over frames over their whole spread, and L2 with every "
+              "frame's views swapped for another frame's over L2 with its own (1: the images are not used).", "",
+              "| Method | L2 / static | L2 / time-mean | motion spread | frame following | latent frame spread "
+              "| view swap |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for k, v in summary.items():
+        if k in CONTROLS:
+            continue
+        lines.append(f"| {NAMES[k]} | " + " | ".join(fmt(v.get(m), '.3f') for m in FOLLOWING + COLLAPSE) + " |")
     lines += [""] + [n + "." for n in notes]
     return "\n".join(lines) + "\n"
 
@@ -329,9 +359,9 @@ def evaluate(shards: list[str], vae_checkpoint: str, out_dir: str, diffusion_che
         lpips = lpips_metric.load(lpips_backbone)
         if lpips is None:
             notes.append(lpips_metric.unavailable_reason(lpips_backbone))
-    kinds = ["reconstruction"] + (["generation"] if objective is not None else []) + ["frozen"]
+    kinds = ["reconstruction"] + (["generation"] if objective is not None else []) + list(CONTROLS)
     appearance_metrics = (["psnr", "ssim"] + (["lpips"] if lpips is not None else [])) if render is not None else []
-    columns = [(k, m) for k in kinds for m in ["chamfer", "l2"] + (appearance_metrics if k != "frozen" else [])]
+    columns = [(k, m) for k in kinds for m in ["chamfer", "l2"] + (appearance_metrics if k not in CONTROLS else [])]
     settings = {"vae": os.path.abspath(vae_checkpoint), "diffusion": diffusion_checkpoint and
                 os.path.abspath(diffusion_checkpoint), "eval_points": eval_points, "seed": seed,
                 "actionbench_points": actionbench_points, "actionbench": actionbench_settings or {},

@@ -16,10 +16,9 @@ import webdataset as wds
 from tqdm import tqdm
 
 from dataset.clip_sample import ClipSample
-from dataset.loaders import LoaderConfig, dense_map, point_indices
+from dataset.loaders import ClipViews, LoaderConfig, dense_map, point_indices
 from dataset.shard_writer import encode_tar
 from dataset.storage import atomic_write
-from dataset.view_tensors import camera_rays, vae_views
 from model.anchors import anchor_points
 from model.vae import VAE
 
@@ -36,9 +35,8 @@ def encode_clip(vae: VAE, sample: dict, cfg: LoaderConfig, device) -> dict:
     S = dense_map(clip)
     idx = point_indices(clip, S, dataclasses.replace(cfg, resample_points=False), None)
     p1 = (S[idx] @ clip.verts[0]).astype(np.float32)
-    rays = camera_rays(clip.cameras, cfg.image_size)
-    views = torch.as_tensor(np.stack([vae_views(clip.frame(t), rays, cfg.image_size)
-                                      for t in range(clip.num_frames)]), device=device)
+    clip_views = ClipViews(clip, cfg)
+    views = torch.as_tensor(np.stack([clip_views(t) for t in range(clip.num_frames)]), device=device)
     p1_t = torch.as_tensor(p1, device=device)[None]
     anchors = anchor_points(p1_t, vae.cfg.num_latents)           # once for the clip's keyframes
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.device(device).type == "cuda"):

@@ -24,10 +24,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+import numpy as np
+
+from dataset.loaders import vae_clip_batch
+from dataset.view_tensors import matted_rgb
 from model.anchors import anchor_points
 from model.denoiser import Denoiser
 from model.edm import EDMConfig, EDMPrecond, edm_loss, heun_sample
 from model.vae import VAE
+from train import motion_diagnostics
 from train.metrics import chamfer_distance, per_point_l2
 
 
@@ -78,6 +83,11 @@ class Objective(nn.Module):
         """Per-sample validation values (B,) of one batch."""
         raise NotImplementedError
 
+    def clip_validation(self, clip, data, generator: torch.Generator) -> dict[str, float]:
+        """Figures of one whole held-out clip (a ClipSample) against the answers that need no learning
+        (train/motion_diagnostics.py); `data` is the LoaderConfig."""
+        return {}
+
 
 class VAEObjective(Objective):
     def __init__(self, vae: VAE, loss: VAELossConfig | None = None):
@@ -90,7 +100,7 @@ class VAEObjective(Objective):
         return self.vae
 
     def forward(self, batch: dict) -> dict:
-        return vae_loss(self.vae(batch["p1"], batch["views"]), batch["pt"], self.loss)
+        return vae_loss(self.vae(batch["p1"], batch["views"], anchors=batch.get("anchors")), batch["pt"], self.loss)
 
     def validation(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Chamfer and per-point L2 of the reconstruction from the posterior mean, and the loss."""
@@ -98,6 +108,13 @@ class VAEObjective(Objective):
         batch_size = len(batch["p1"])
         return {"chamfer": chamfer_distance(out["pred"], batch["pt"]), "l2": per_point_l2(out["pred"], batch["pt"]),
                 "loss": vae_loss(out, batch["pt"], self.loss)["loss"].expand(batch_size)}
+
+    def clip_validation(self, clip, data, generator: torch.Generator) -> dict[str, float]:
+        """The reconstruction of every keyframe from its own views: L2 against the static and time-mean
+        controls, the latents' and the decoded motion's spread over frames, and the view swap."""
+        device = next(self.vae.parameters()).device
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in vae_clip_batch(clip, data).items()}
+        return motion_diagnostics.vae_clip_scores(self.vae, batch)
 
 
 class DiffusionObjective(Objective):
@@ -157,7 +174,7 @@ class DiffusionObjective(Objective):
         return y / self.edm.sigma_data * self.latent_std + self.latent_mean
 
     def _loss(self, precond: EDMPrecond, batch: dict, generator: torch.Generator | None) -> torch.Tensor:
-        anchors = self.anchors(batch["p1"])
+        anchors = batch["anchors"] if "anchors" in batch else self.anchors(batch["p1"])
         y = self.normalise(self.raw_latents(batch, anchors))
         condition = precond.net.condition(batch["p1"], batch["video"], anchors)
         return edm_loss(precond, y, self.edm, generator, condition=condition)
@@ -210,6 +227,19 @@ class DiffusionObjective(Objective):
         """The EDM loss of the sampling (EMA) denoiser; a fixed `generator` makes steps comparable."""
         loss = self._loss(self.sampling_precond, batch, generator)
         return {"loss": loss.expand(len(batch["p1"]))}
+
+    @torch.no_grad()
+    def clip_validation(self, clip, data, generator: torch.Generator) -> dict[str, float]:
+        """Every keyframe generated from the clip's monocular video and decoded at P1: L2 against the
+        static and time-mean controls, the decoded motion's spread and frame following."""
+        device = self.latent_mean.device
+        batch = vae_clip_batch(clip, data)
+        p1, true = batch["p1"][:1].to(device), batch["pt"].to(device)
+        video = torch.as_tensor(np.stack([matted_rgb(clip.frame(t)[data.video_view], self.precond.net.cfg.image_size)
+                                          for t in range(clip.num_frames)]), device=device)[None]
+        z = self.sample(p1, video, generator)[0]                                    # (T, M, C0)
+        pred = self.vae.decode(z, p1.expand(len(z), -1, -1))
+        return motion_diagnostics.scores(pred, true)
 
     @torch.no_grad()
     def sample(self, p1: torch.Tensor, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

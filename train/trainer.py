@@ -16,10 +16,12 @@ import os
 import time
 
 import torch
+import webdataset as wds
 from torch.nn.parallel import DistributedDataParallel
 
+from dataset.clip_sample import ClipSample
 from dataset.loaders import make_loader
-from train import checkpoint, distributed
+from train import checkpoint, distributed, motion_diagnostics
 from train.config import TrainConfig
 
 
@@ -46,6 +48,8 @@ class Trainer:
                              "run out of shards at different steps)")
         torch.manual_seed(cfg.seed + self.rt.rank)
         self.objective = checkpoint.new_objective(cfg, vae_checkpoint)
+        if not cfg.data.anchors:  # the loader's workers compute the anchors, not the training step
+            cfg.data = dataclasses.replace(cfg.data, anchors=cfg.vae.num_latents)
         self.objective.to(self.rt.device)
         self.params = [p for p in self.objective.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
@@ -59,6 +63,8 @@ class Trainer:
         if self.rt.distributed:
             self.model = DistributedDataParallel(self.objective, device_ids=[self.rt.device.index]
                                                  if self.rt.device.type == "cuda" else None)
+        if cfg.compile:  # the whole step's forward (DDP's optimizer splits the graph at bucket boundaries)
+            self.model = torch.compile(self.model)
         self.writer = None
         if self.rt.is_main:
             from torch.utils.tensorboard import SummaryWriter
@@ -67,6 +73,7 @@ class Trainer:
             with open(os.path.join(out_dir, "config.json"), "w") as f:
                 json.dump(self._config_dict(), f, indent=1)
         self.history: list[dict] = []
+        self.validations: list[dict] = []  # {"step", validation values} of each validation of this process
 
     # -- state -----------------------------------------------------------------------------------
     def _config_dict(self) -> dict:
@@ -159,7 +166,26 @@ class Trainer:
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + float(v.float().sum())
             n += len(batch["p1"])
-        return {k: distributed.mean_across_ranks(v / max(n, 1), self.rt) for k, v in sums.items()}
+        out = {k: distributed.mean_across_ranks(v / max(n, 1), self.rt) for k, v in sums.items()}
+        return {**out, **self.validate_clips()}
+
+    @torch.no_grad()
+    def validate_clips(self) -> dict:
+        """The objective's whole-clip figures on the first `val_clips` held-out clips (each against the
+        static and time-mean controls), as clip_<name>: a frame-blind model shows here, not in the loss."""
+        if not self.val_shards or not self.cfg.val_clips:
+            return {}
+        data = dataclasses.replace(self.cfg.data, resample_points=False)
+        gen = torch.Generator(self.rt.device).manual_seed(1234)
+        per_clip = []
+        self.objective.eval()
+        for i, sample in enumerate(wds.WebDataset(self.val_shards, shardshuffle=False, empty_check=False)):
+            if i == self.cfg.val_clips:
+                break
+            with self._autocast():
+                per_clip.append(self.objective.clip_validation(ClipSample(sample), data, gen))
+        means = motion_diagnostics.mean_scores(per_clip)
+        return {f"clip_{k}": distributed.mean_across_ranks(v, self.rt) for k, v in means.items()}
 
     # -- loop ------------------------------------------------------------------------------------
     def _print(self, msg: str) -> None:
@@ -203,6 +229,7 @@ class Trainer:
                 if self.step % self.cfg.val_every == 0 or self.step == stop_at:
                     val = self.validate()
                     if val:
+                        self.validations.append({"step": self.step, **val})
                         self._print("validation " + ", ".join(f"{k} {v:.6f}" for k, v in val.items()))
                         self._log(val, "val")
                 if self.step % self.cfg.checkpoint_every == 0 or self.step == stop_at:
