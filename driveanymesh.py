@@ -48,8 +48,12 @@ def _cmd_render(args) -> int:
 
 
 def _cmd_demo_assets(args) -> int:
-    from curation.sources import write_demo_assets
+    from curation.sources import write_demo_assets, write_procedural_assets
 
+    if args.variants:
+        for e in write_procedural_assets(args.out, args.variants, args.seed):
+            print(f"{e['path']}  plan={e['plan']}")
+        return 0
     for e in write_demo_assets(args.out, args.seed):
         print(f"{e['path']}  expect={e['expect']}")
     return 0
@@ -335,9 +339,11 @@ def main(argv=None) -> int:
     r.add_argument("--timeout", type=float, help="seconds before the Blender job is killed")
     r.set_defaults(func=_cmd_render)
 
-    d = sub.add_parser("demo-assets", help="write the built-in demo assets")
+    d = sub.add_parser("demo-assets", help="write the built-in demo assets (or, with --variants, the procedural family)")
     d.add_argument("--out", required=True)
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--variants", type=int, default=0,
+                   help="write N variants of the procedural family (render/procedural_assets.py) instead")
     d.set_defaults(func=_cmd_demo_assets)
 
     from curation.pipeline_config import descriptions

@@ -1,4 +1,5 @@
-"""Where assets come from: the built-in demo assets, or a local folder / list file / URL prefix.
+"""Where assets come from: the built-in demo assets, the procedural family, or a local folder / list
+file / URL prefix.
 
 What a render task receives is a path or URL it can read on its own node: with the output in an
 object store, the demo assets are uploaded there (`assets/`) and tasks read them from it; a `local`
@@ -29,6 +30,30 @@ def write_demo_assets(out_dir: str, seed: int = 0) -> list[dict]:
     return [{**e, "path": os.path.join(out_dir, e["file"])} for e in entries]
 
 
+def write_procedural_assets(out_dir: str, variants: int, seed: int = 0) -> list[dict]:
+    """Generate the procedural family (render/procedural_assets.py) with Blender in a subprocess, unless
+    `out_dir` already holds those variants; returns their manifest entries."""
+    manifest = os.path.join(out_dir, "procedural_assets.json")
+    entries = None
+    if os.path.exists(manifest):
+        with open(manifest) as f:
+            entries = json.load(f)
+    if entries is None or len(entries) != variants:
+        subprocess.run([sys.executable, "-m", "render.procedural_assets", "--out", out_dir, "--variants",
+                        str(variants), "--seed", str(seed)], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE)
+        with open(manifest) as f:
+            entries = json.load(f)
+    return [{**e, "path": os.path.join(out_dir, e["file"])} for e in entries]
+
+
+def _generated(pipe: Pipeline, out_dir: str) -> tuple[list[dict], str]:
+    """The generated assets of a demo or procedural source, written into out_dir, and their listing."""
+    if pipe.source.kind == "procedural":
+        return write_procedural_assets(out_dir, pipe.source.variants, pipe.seed), "procedural_assets.json"
+    return write_demo_assets(out_dir, pipe.seed), "demo_assets.json"
+
+
 def local_assets(path: str) -> list[str]:
     """Asset files in a folder or under a URL prefix (top level, sorted), or the paths listed one per
     line in a text file."""
@@ -49,18 +74,21 @@ def local_assets(path: str) -> list[str]:
 
 
 def assets_for(pipe: Pipeline, out: Store) -> list[str]:
-    if pipe.source.kind != "demo":
+    if pipe.source.kind not in ("demo", "procedural"):
         return local_assets(pipe.source.path)
     if out.local:
-        return [e["path"] for e in write_demo_assets(out.url("assets"), pipe.seed)]
+        return [e["path"] for e in _generated(pipe, out.url("assets"))[0]]
     # generated on the driver, then put where every node reads them; the listing goes last, so a
     # resumed run finds either all of them or generates them again
-    listing = "assets/demo_assets.json"
-    if not out.exists(listing):
-        with tempfile.TemporaryDirectory(prefix="dam-demo-assets-") as tmp:
-            for e in write_demo_assets(tmp, pipe.seed):
+    name = "procedural_assets.json" if pipe.source.kind == "procedural" else "demo_assets.json"
+    listing = f"assets/{name}"
+    if not out.exists(listing) or (pipe.source.kind == "procedural" and
+                                   len(json.loads(out.read(listing))) != pipe.source.variants):
+        with tempfile.TemporaryDirectory(prefix="dam-generated-assets-") as tmp:
+            entries, name = _generated(pipe, tmp)
+            for e in entries:
                 with open(e["path"], "rb") as f:
                     out.write(f"assets/{e['file']}", f.read())
-            with open(os.path.join(tmp, "demo_assets.json"), "rb") as f:
+            with open(os.path.join(tmp, name), "rb") as f:
                 out.write(listing, f.read())
     return [out.url(f"assets/{e['file']}") for e in json.loads(out.read(listing))]
