@@ -64,19 +64,29 @@ def render_dataset(out: str, overrides: list[str], data: str | None = None) -> d
 
 def train(name: str, kind: str, shards: dict, out: str, budget_s: float, vae_checkpoint: str | None = None):
     """Train configuration `name` for `budget_s` seconds, its cosine schedule spanning the steps that
-    the first 20 steps' rate allows (the schedule reads cfg.max_steps at every step)."""
+    the budget allows at the rate of the first steps (the schedule reads cfg.max_steps at every step)."""
+    from dataset.loaders import make_loader
+    from train import checkpoint
+
     cfg = load_train_config(name, kind)
+    start = time.perf_counter()
     trainer = Trainer(cfg, shards["train"], os.path.join(out, kind), val_shards=shards["test"],
                       vae_checkpoint=vae_checkpoint)
-    start = time.perf_counter()
-    trainer.fit(max_steps=20)
-    rate = 20 / (time.perf_counter() - start)
-    cfg.max_steps = max(int(rate * budget_s), 40)
-    print(f"{kind}: about {rate:.2f} steps/s: {cfg.max_steps} steps in {budget_s / 60:.1f} min", flush=True)
+    trainer.prepare()
+    # the rate of real steps (loader started, nothing validated), on the loader's first batches: fit
+    # then skips them, as a resumed run does
+    batches = iter(make_loader(trainer.shards, kind, cfg.data, cfg.batch_size, 0))
+    trainer.train_step(next(batches))
+    timed = time.perf_counter()
+    for _ in range(5):
+        trainer.train_step(next(batches))
+    rate = 5 / (time.perf_counter() - timed)
+    left = budget_s - (time.perf_counter() - start)
+    cfg.max_steps = max(trainer.step + int(rate * left), 40)
+    print(f"{kind}: {rate:.2f} steps/s: {cfg.max_steps} steps in {budget_s / 60:.1f} min", flush=True)
     trainer.fit(max_steps=cfg.max_steps, time_budget_s=max(budget_s - (time.perf_counter() - start), 1.0))
-    path = trainer.save()
     trainer.close()
-    return path, trainer
+    return checkpoint.latest(os.path.join(out, kind)), trainer
 
 
 def test_clips(shards: dict, limit: int) -> list[ClipSample]:

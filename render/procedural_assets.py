@@ -140,8 +140,8 @@ def _legged(rng, name):
                 right = side == "R"
                 offset = {"trot": math.pi * ((i + right) % 2), "pace": math.pi * right,
                           "bound": math.pi * (i % 2), "wave": i * math.pi / 2 + math.pi * right}[gait]
-                pb = arm.pose.bones[f"Leg{i}{side}"]
-                pb.rotation_euler = (0.0, swing * math.sin(s + offset), 0.0)
+                pb = arm.pose.bones[f"Leg{i}{side}"]  # about the bone's X: a swing (its Y runs along the leg)
+                pb.rotation_euler = (swing * math.sin(s + offset), 0.0, 0.0)
                 pb.keyframe_insert("rotation_euler", frame=f)
         arm.pose.bones["Body"].location = (0.0, 0.0, bob * abs(math.sin(s)))
         arm.pose.bones["Body"].keyframe_insert("location", frame=f)
@@ -203,8 +203,9 @@ def _machine(rng, name):
         parts[f"Link{i}"] = ((0.0, 0.0, z + length / 2), (width, width * 0.8, length), (0.0, 0.0, z))
         if i:
             parents[f"Link{i}"] = f"Link{i - 1}"
-        axis = int(rng.integers(0, 3)) if i else 2   # the base turns about the vertical
-        amp = float(rng.uniform(0.1, 0.3)) if i else float(rng.uniform(0.5, 3.0))
+        # bone axes: Y runs along the bone (here the vertical), X and Z bend it; the base turns about Y
+        axis = int(rng.choice([0, 2])) if i else 1
+        amp = float(rng.uniform(0.2, 0.5)) if i else float(rng.uniform(0.5, 3.0))
         joints.append(dict(axis=axis, amplitude=amp, cycles=_cycles(rng), phase=float(rng.uniform(0, 2 * np.pi)),
                            length=length))
         z += length + 0.02  # a small gap: each link a separate box

@@ -3,8 +3,12 @@
 For every test clip: the dense points of each keyframe (the subdivision map applied to `verts`), and
 the same surface points predicted two ways: VAE reconstruction (encode P1 with the 4 views of frame
 t, decode at frame 1's dense points) and, with a diffusion model, full generation from the clip's
-monocular video (view 0 of every keyframe); and a control, the first frame held still, which any
-model that learnt motion must beat. Chamfer distance per frame on `eval_points` of the dense points
+monocular video (view 0 of every keyframe); and two controls that need no learning, which any model
+that learnt motion must beat: the first frame held still, and each point at its mean position over
+the clip (what a VAE collapsed onto its time-mean pose scores, however low its loss). Per model, the
+figures that tell a frame-blind answer from a following one (train/motion_diagnostics.py): L2 over
+each control's, the decoded motion's spread over frames, frame following, and for the VAE the
+latents' spread over frames and the view swap (frame t decoded from the views of frame T-1-t). Chamfer distance per frame on `eval_points` of the dense points
 (fixed per clip) and the mean per-point L2. ActionBench's CD-3D, CD-4D and CD-M (train/actionbench.py)
 on up to `actionbench_points` dense points, which are tracked points as ActionBench's ground truth is;
 the prediction is decoded at the same points, so it is tracked too (CD-M needs no resampling).
