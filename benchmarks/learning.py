@@ -36,8 +36,7 @@ import torch  # noqa: E402
 import webdataset as wds  # noqa: E402
 
 from dataset.clip_sample import ClipSample  # noqa: E402
-from dataset.loaders import LoaderConfig, vae_clip_batch  # noqa: E402
-from dataset.view_tensors import matted_rgb  # noqa: E402
+from dataset.loaders import LoaderConfig, clip_video, vae_clip_batch  # noqa: E402
 from train import motion_diagnostics  # noqa: E402
 from train.config import load_train_config  # noqa: E402
 from train.trainer import Trainer  # noqa: E402
@@ -120,8 +119,7 @@ def score(vae_path: str, diffusion_path: str, clips: list[ClipSample], pairs: in
     for i, clip in enumerate(clips):
         batch = vae_clip_batch(clip, data)
         recon.append(motion_diagnostics.vae_clip_scores(vae, batch))
-        video = torch.as_tensor(np.stack([matted_rgb(clip.frame(t)[data.video_view], size)
-                                          for t in range(clip.num_frames)]))[None]
+        video = torch.as_tensor(clip_video(clip, data.video_view, size))[None]
         p1 = batch["p1"][:1]
         z = objective.sample(p1, video, torch.Generator().manual_seed(i))[0]
         pred = vae.decode(z, p1.expand(len(z), -1, -1))

@@ -19,39 +19,44 @@ from dataset.storage import Store, is_url
 ASSET_EXTENSIONS = (".glb", ".gltf")
 
 
+LISTINGS = {"demo": "demo_assets.json", "procedural": "procedural_assets.json"}  # generated sources
+
+
+def _generated_entries(module: str, out_dir: str, listing: str, fresh, *args: str) -> list[dict]:
+    """Run Blender's generator `module` into out_dir unless `fresh(entries)` holds for the listing
+    already there; returns the listing's entries with their paths."""
+    manifest = os.path.join(out_dir, listing)
+    entries = None
+    if os.path.exists(manifest):
+        with open(manifest) as f:
+            entries = json.load(f)
+    if entries is None or not fresh(entries):
+        subprocess.run([sys.executable, "-m", module, "--out", out_dir, *args], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with open(manifest) as f:
+            entries = json.load(f)
+    return [{**e, "path": os.path.join(out_dir, e["file"])} for e in entries]
+
+
 def write_demo_assets(out_dir: str, seed: int = 0) -> list[dict]:
     """Generate the demo assets with Blender in a subprocess; returns their manifest entries."""
-    manifest = os.path.join(out_dir, "demo_assets.json")
-    if not os.path.exists(manifest):
-        subprocess.run([sys.executable, "-m", "render.demo_assets", "--out", out_dir, "--seed", str(seed)],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    with open(manifest) as f:
-        entries = json.load(f)
-    return [{**e, "path": os.path.join(out_dir, e["file"])} for e in entries]
+    return _generated_entries("render.demo_assets", out_dir, LISTINGS["demo"], lambda entries: True,
+                              "--seed", str(seed))
 
 
 def write_procedural_assets(out_dir: str, variants: int, seed: int = 0) -> list[dict]:
     """Generate the procedural family (render/procedural_assets.py) with Blender in a subprocess, unless
     `out_dir` already holds those variants; returns their manifest entries."""
-    manifest = os.path.join(out_dir, "procedural_assets.json")
-    entries = None
-    if os.path.exists(manifest):
-        with open(manifest) as f:
-            entries = json.load(f)
-    if entries is None or len(entries) != variants:
-        subprocess.run([sys.executable, "-m", "render.procedural_assets", "--out", out_dir, "--variants",
-                        str(variants), "--seed", str(seed)], check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE)
-        with open(manifest) as f:
-            entries = json.load(f)
-    return [{**e, "path": os.path.join(out_dir, e["file"])} for e in entries]
+    return _generated_entries("render.procedural_assets", out_dir, LISTINGS["procedural"],
+                              lambda entries: len(entries) == variants, "--variants", str(variants), "--seed",
+                              str(seed))
 
 
-def _generated(pipe: Pipeline, out_dir: str) -> tuple[list[dict], str]:
-    """The generated assets of a demo or procedural source, written into out_dir, and their listing."""
+def _generated(pipe: Pipeline, out_dir: str) -> list[dict]:
+    """The generated assets of a demo or procedural source, written into out_dir."""
     if pipe.source.kind == "procedural":
-        return write_procedural_assets(out_dir, pipe.source.variants, pipe.seed), "procedural_assets.json"
-    return write_demo_assets(out_dir, pipe.seed), "demo_assets.json"
+        return write_procedural_assets(out_dir, pipe.source.variants, pipe.seed)
+    return write_demo_assets(out_dir, pipe.seed)
 
 
 def local_assets(path: str) -> list[str]:
@@ -74,19 +79,18 @@ def local_assets(path: str) -> list[str]:
 
 
 def assets_for(pipe: Pipeline, out: Store) -> list[str]:
-    if pipe.source.kind not in ("demo", "procedural"):
+    if pipe.source.kind not in LISTINGS:
         return local_assets(pipe.source.path)
     if out.local:
-        return [e["path"] for e in _generated(pipe, out.url("assets"))[0]]
+        return [e["path"] for e in _generated(pipe, out.url("assets"))]
     # generated on the driver, then put where every node reads them; the listing goes last, so a
     # resumed run finds either all of them or generates them again
-    name = "procedural_assets.json" if pipe.source.kind == "procedural" else "demo_assets.json"
+    name = LISTINGS[pipe.source.kind]
     listing = f"assets/{name}"
     if not out.exists(listing) or (pipe.source.kind == "procedural" and
                                    len(json.loads(out.read(listing))) != pipe.source.variants):
         with tempfile.TemporaryDirectory(prefix="dam-generated-assets-") as tmp:
-            entries, name = _generated(pipe, tmp)
-            for e in entries:
+            for e in _generated(pipe, tmp):
                 with open(e["path"], "rb") as f:
                     out.write(f"assets/{e['file']}", f.read())
             with open(os.path.join(tmp, name), "rb") as f:

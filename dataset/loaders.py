@@ -73,6 +73,11 @@ class ClipViews:
         return vae_views(self.clip.frame(t) if frame is None else frame, self.rays, self.size)
 
 
+def clip_video(clip: ClipSample, view: int, size: int) -> np.ndarray:
+    """(T, 3, size, size): view `view` of every keyframe, matted: the clip's monocular video."""
+    return np.stack([matted_rgb(clip.frame(t)[view], size) for t in range(clip.num_frames)])
+
+
 def with_anchors(example: dict, cfg: LoaderConfig) -> dict:
     """The example with P1's `cfg.anchors` farthest-point samples from its first point (what
     model.anchors.anchor_points computes: the same algorithm, float32, ties to the lowest index),

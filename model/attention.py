@@ -10,6 +10,8 @@ conditioned sub-layer starts as the identity.
 """
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -49,13 +51,14 @@ class Attention(nn.Module):
         k, v = (self._split_heads(t) for t in self.to_kv(context).chunk(2, dim=-1))
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        if key_mask is not None:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :])
-        elif q.shape[0] <= _SDPA_MAX_BATCH:
-            out = F.scaled_dot_product_attention(q, k, v)
+        mask = None if key_mask is None else key_mask[:, None, None, :]
+        if q.shape[0] <= _SDPA_MAX_BATCH:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         else:
-            out = torch.cat([F.scaled_dot_product_attention(qc, kc, vc) for qc, kc, vc in
-                             zip(q.split(_SDPA_MAX_BATCH), k.split(_SDPA_MAX_BATCH), v.split(_SDPA_MAX_BATCH))])
+            masks = itertools.repeat(None) if mask is None else mask.split(_SDPA_MAX_BATCH)
+            out = torch.cat([F.scaled_dot_product_attention(qc, kc, vc, attn_mask=mc) for qc, kc, vc, mc in
+                             zip(q.split(_SDPA_MAX_BATCH), k.split(_SDPA_MAX_BATCH), v.split(_SDPA_MAX_BATCH),
+                                 masks)])
         b, h, n, d = out.shape
         return self.to_out(out.transpose(1, 2).reshape(b, n, h * d))
 

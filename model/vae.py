@@ -83,9 +83,9 @@ class MultiViewEncoder(nn.Module):
 
     def object_mask(self, views: torch.Tensor) -> torch.Tensor:
         """(B, V * 4 g^2) bool, in the order of forward's tokens (the pixel-shuffled grid of each view):
-        True where the token's pixels show the object (ViT.object_mask)."""
-        mask = self.vit.object_mask(views.flatten(0, 1), 2 * self.vit.grid).reshape(views.shape[0], -1)
-        return mask | ~mask.any(dim=1, keepdim=True)
+        True where the token's pixels show the object (ViT.object_mask, which keeps every token of a
+        view that shows nothing, so each view set has keys)."""
+        return self.vit.object_mask(views.flatten(0, 1), 2 * self.vit.grid).reshape(views.shape[0], -1)
 
     def forward(self, views: torch.Tensor) -> torch.Tensor:
         batch, num_views = views.shape[:2]

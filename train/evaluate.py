@@ -37,9 +37,8 @@ import webdataset as wds
 from tqdm import tqdm
 
 from dataset.clip_sample import ClipSample
-from dataset.loaders import LoaderConfig, dense_map, vae_clip_batch
+from dataset.loaders import LoaderConfig, clip_video, dense_map, vae_clip_batch
 from dataset.storage import atomic_write
-from dataset.view_tensors import matted_rgb
 from model.anchors import anchor_points
 from train import actionbench, lpips_metric, motion_diagnostics
 from train.checkpoint import load_diffusion, load_vae
@@ -98,9 +97,8 @@ def evaluate_clip(clip: ClipSample, vae, objective, data: LoaderConfig, eval_poi
            "metrics": {}, "actionbench": {}, "points": {}, "renders": {}, "following": {}}
     latents = {"reconstruction": mean}
     if objective is not None:
-        video = torch.as_tensor(np.stack([matted_rgb(clip.frame(t)[data.video_view],
-                                                     objective.precond.net.cfg.image_size)
-                                          for t in range(T)]), device=device)[None]
+        video = torch.as_tensor(clip_video(clip, data.video_view, objective.precond.net.cfg.image_size),
+                                device=device)[None]
         latents["generation"] = objective.sample(p1[:1], video, torch.Generator(device).manual_seed(seed))[0]
     own = torch.as_tensor(clip.verts[:1], device=device)
     queries, queries_ab = true[:1], torch.as_tensor(true_ab[:1], device=device)

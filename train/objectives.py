@@ -24,10 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-import numpy as np
-
-from dataset.loaders import vae_clip_batch
-from dataset.view_tensors import matted_rgb
+from dataset.loaders import clip_video, vae_clip_batch
 from model.anchors import anchor_points
 from model.denoiser import Denoiser
 from model.edm import EDMConfig, EDMPrecond, edm_loss, heun_sample
@@ -235,8 +232,7 @@ class DiffusionObjective(Objective):
         device = self.latent_mean.device
         batch = vae_clip_batch(clip, data)
         p1, true = batch["p1"][:1].to(device), batch["pt"].to(device)
-        video = torch.as_tensor(np.stack([matted_rgb(clip.frame(t)[data.video_view], self.precond.net.cfg.image_size)
-                                          for t in range(clip.num_frames)]), device=device)[None]
+        video = torch.as_tensor(clip_video(clip, data.video_view, self.precond.net.cfg.image_size), device=device)[None]
         z = self.sample(p1, video, generator)[0]                                    # (T, M, C0)
         pred = self.vae.decode(z, p1.expand(len(z), -1, -1))
         return motion_diagnostics.scores(pred, true)
