@@ -153,6 +153,9 @@ def load_pipeline(name: str, path: str = DEFAULT_FILE, overrides: list[str] | No
     if pipe.source.kind not in SOURCE_KINDS:
         raise PipelineConfigError(f"{where}: key 'source.kind': must be one of {SOURCE_KINDS}, "
                                   f"got {pipe.source.kind!r}")
+    if pipe.source.kind == "procedural" and pipe.source.variants < 1:
+        raise PipelineConfigError(f"{where}: key 'source.variants': a procedural source needs at least 1 "
+                                  f"variant, got {pipe.source.variants}")
     try:
         pipe.render.validate()
         pipe.keyframes.validate()

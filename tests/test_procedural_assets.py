@@ -1,12 +1,12 @@
 """The procedural family: every body plan, each variant's parameters its own, variant i the same
 file however many variants are asked for, and the `learn` pipeline's hash blind to the count (so a
-run can grow)."""
+run can grow); a count under one is refused naming the key."""
 import hashlib
 import json
 
 import pytest
 
-from curation.pipeline_config import load_pipeline
+from curation.pipeline_config import PipelineConfigError, load_pipeline
 from curation.sources import write_procedural_assets
 
 pytestmark = pytest.mark.slow
@@ -32,3 +32,5 @@ def test_the_learn_pipeline_hash_ignores_the_variant_count():
     assert base.source.kind == "procedural" and base.render.resolution == 64 and base.keyframes.count == 30
     assert load_pipeline("learn", overrides=["source.variants=10"]).config_hash() == base.config_hash()
     assert load_pipeline("learn", overrides=["seed=1"]).config_hash() != base.config_hash()
+    with pytest.raises(PipelineConfigError, match=r"pipeline 'learn': key 'source.variants'.*got 0"):
+        load_pipeline("learn", overrides=["source.variants=0"])
