@@ -156,7 +156,7 @@ def test_eval_points_on_an_actionbench_folder(tmp_path):
     (gt_root / "clip_c").mkdir()                                  # GT without a prediction
     np.save(gt_root / "clip_c" / "surfaces.npy", np.zeros((T, 5, 6), np.float32))
     out = tmp_path / "res" / "per_clip.csv"
-    counts = ["--icp-points", "500", "--chamfer-points", "2000"]
+    counts = ["--icp-points", "500", "--chamfer-points", "2000", "--alignment", "similarity"]  # the folder's plumbing
     proc = subprocess.run(CLI + ["eval-points", str(pred_root), str(gt_root), "--out", str(out)] + counts,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -183,3 +183,28 @@ def test_eval_points_on_an_actionbench_folder(tmp_path):
     os.remove(pred_root / "clip_b" / "mesh_03.glb")                 # 3 predicted frames for 4 GT frames
     short = subprocess.run(CLI + ["eval-points", str(pred_root), str(gt_root)] + counts, capture_output=True, text=True)
     assert short.returncode == 2 and "clip_b (3 predicted and 4 GT frames, 4 needed)" in short.stderr
+
+
+def test_actionbench_alignment_scales_each_axis_as_the_reference():
+    """The reference's gradient ICP fits a scale per axis: a per-axis scaled copy scores as an exact
+    copy (both resampled from one surface, so the floor is the sampling's), a rigidly moved and
+    scaled copy too, while the closed-form similarity fit leaves the anisotropy in the score."""
+    from train.actionbench import actionbench_start_rotations
+
+    starts = actionbench_start_rotations()
+    assert starts.shape == (24, 3, 3) and np.allclose(starts @ starts.transpose(0, 2, 1), np.eye(3), atol=1e-6)
+    assert len(np.unique(np.round(starts, 4).reshape(24, -1), axis=0)) == 22   # the reference's own repeats
+    gt = asymmetric_cloud(400, seed=1)[None]
+    copy = asymmetric_cloud(400, seed=2)[None]
+
+    def cd(pred, alignment):
+        return score_sequences(gt, pred, icp_points=400, queries=400, alignment=alignment)["cd_3d"]
+
+    exact = cd(copy, "actionbench")
+    axis_scaled = copy * [0.833, 1.176, 1.0]
+    moved = copy @ Rotation.from_rotvec([0.0, 0.0, 0.2]).as_matrix().T * 1.1 + [0.1, -0.05, 0.02]
+    assert cd(axis_scaled, "actionbench") < 1.1 * exact
+    assert cd(moved, "actionbench") < 1.1 * exact
+    assert cd(axis_scaled, "similarity") > 1.15 * cd(copy, "similarity")
+    with pytest.raises(ValueError, match="alignment must be one of"):
+        cd(copy, "umeyama")
