@@ -315,16 +315,17 @@ def align_actionbench(pred: np.ndarray, gt: np.ndarray, lr: float = ACTIONBENCH_
     return AxisScaled(r, tr, sc)
 
 
-def _chamfer(gt, gt_tree, pred, pred_tree, sim, queries: int, seed: int) -> float:
+def _chamfer(gt, gt_tree, pred, pred_tree, sim: "Similarity | AxisScaled | None", queries: int, seed: int) -> float:
     """chamfer_score(gt, sim.apply(pred)) from trees of the untransformed clouds: a pred point's
     nearest GT point is queried at its transform, a GT point's nearest pred point at its inverse
-    transform (distances scale by sim.scale), so one pred tree serves every alignment."""
+    transform (distances scale by sim.scale), so one pred tree serves every similarity. A per-axis
+    scale does not scale distances alike: the moved cloud gets its own tree (pred_tree unused)."""
     q_pred = np.random.RandomState(seed).permutation(len(pred))[:queries] if 0 < queries < len(pred) else slice(None)
     q_gt = np.random.RandomState(seed + 1).permutation(len(gt))[:queries] if 0 < queries < len(gt) else slice(None)
     if sim is None:
         return float(pred_tree.query(gt[q_gt], workers=WORKERS)[0].mean()
                      + gt_tree.query(pred[q_pred], workers=WORKERS)[0].mean())
-    if isinstance(sim, AxisScaled):  # distances do not scale uniformly: a tree of the moved cloud
+    if isinstance(sim, AxisScaled):
         moved = sim.apply(pred)
         return float(cKDTree(moved).query(gt[q_gt], workers=WORKERS)[0].mean()
                      + gt_tree.query(moved[q_pred], workers=WORKERS)[0].mean())
@@ -381,7 +382,8 @@ def score_sequences(gt: np.ndarray, pred_free: np.ndarray, pred_tracked: np.ndar
                      for k in range(len(gt))]
     first, cd_3d, cd_4d = per_frame[0], [], []
     for k in range(len(gt)):
-        trees = cKDTree(gt[k]), cKDTree(pred_free[k])
+        # the pred tree serves only similarities (AxisScaled needs a tree of each moved cloud)
+        trees = cKDTree(gt[k]), (cKDTree(pred_free[k]) if alignment == "similarity" else None)
         cd_3d.append(_chamfer(gt[k], trees[0], pred_free[k], trees[1], per_frame[k], queries, SEED))
         cd_4d.append(cd_3d[0] if k == 0 else _chamfer(gt[k], trees[0], pred_free[k], trees[1], first, queries, SEED))
     tracked = pred_free if pred_tracked is None else np.asarray(pred_tracked, np.float64)[..., :3]
