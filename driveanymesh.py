@@ -260,10 +260,25 @@ def _cmd_eval_points(args) -> int:
     def line(res: dict) -> str:
         return "  ".join(f"{label} {res[key]:.4f}" for key, label in names)
 
+    control_kw = {k: v for k, v in kw.items() if k != "chamfer_points"}
+
+    def controls(uid: str, gt: str) -> list[dict]:  # the GT's own first frame and time-mean, scored alike
+        if args.no_controls:
+            return []
+        return [{"uid": uid, "kind": kind, **res} for kind, res in ab.score_controls(gt, **control_kw).items()]
+
+    def means(rows: list[dict]) -> dict:
+        return {key: float(sum(r[key] for r in rows if not math.isnan(r[key]))
+                           / max(1, sum(not math.isnan(r[key]) for r in rows))) for key, _ in names}
+
     gt_is_clip = args.gt.endswith(".npy") or os.path.isfile(os.path.join(args.gt, "surfaces.npy"))
     if gt_is_clip:
-        rows = [{"uid": os.path.basename(os.path.normpath(args.pred)), **ab.score_clip(args.pred, args.gt, **kw)}]
+        uid = os.path.basename(os.path.normpath(args.pred))
+        rows = [{"uid": uid, "kind": "prediction", **ab.score_clip(args.pred, args.gt, **kw)}]
         print(line(rows[0]))
+        control_rows = controls(uid, args.gt)
+        for r in control_rows:
+            print(f"{ab.CONTROLS[r['kind']]}:  {line(r)}")
     else:
         clips, gt_only, pred_only = ab.find_clips(args.pred, args.gt)
         if not clips:
@@ -282,21 +297,24 @@ def _cmd_eval_points(args) -> int:
             raise ValueError("too few frames: " + ", ".join(short))
         from tqdm import tqdm
 
-        rows = []
+        rows, control_rows = [], []
         width = max(len(u) for u, _, _ in clips)
         for uid, pred, gt in tqdm(clips, desc="clips", unit="clip"):
-            rows.append({"uid": uid, **ab.score_clip(pred, gt, **kw)})
+            rows.append({"uid": uid, "kind": "prediction", **ab.score_clip(pred, gt, **kw)})
+            control_rows += controls(uid, gt)
             tqdm.write(f"{uid:<{width}}  {line(rows[-1])}")
-        mean = {key: float(sum(r[key] for r in rows if not math.isnan(r[key]))
-                           / max(1, sum(not math.isnan(r[key]) for r in rows))) for key, _ in names}
         unmeasured = sum(math.isnan(r["cd_m"]) for r in rows)
-        print(f"mean over {len(rows)} clip{'' if len(rows) == 1 else 's'}:  {line(mean)}"
+        print(f"mean over {len(rows)} clip{'' if len(rows) == 1 else 's'}:  {line(means(rows))}"
               + (f"  (CD-M over {len(rows) - unmeasured}: not measured on {unmeasured})" if unmeasured else ""))
+        for kind, label in ab.CONTROLS.items():
+            if control_rows:
+                print(f"{label}:  {line(means([r for r in control_rows if r['kind'] == kind]))}")
         print(f"ActionMesh, published (theirs, ActionBench's 128 clips, their ICP):  {line(ab.ACTIONMESH_PUBLISHED)}")
+    rows += control_rows
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=["uid", "cd_3d", "cd_4d", "cd_m"])
+            w = csv.DictWriter(f, fieldnames=["uid", "kind", "cd_3d", "cd_4d", "cd_m"])
             w.writeheader()
             w.writerows(rows)
         print(f"per clip: {os.path.abspath(args.out)}")
@@ -452,7 +470,7 @@ def main(argv=None) -> int:
                                     "folder of <uid>/surfaces.npy. Every uid in both is scored.")
     ep.add_argument("pred", help="predicted clip, or folder of <uid>/ clips")
     ep.add_argument("gt", help="GT surfaces.npy or its folder, or a folder of <uid>/surfaces.npy")
-    ep.add_argument("--out", help="write the per-clip CSV (uid, cd_3d, cd_4d, cd_m) here")
+    ep.add_argument("--out", help="write the per-clip CSV (uid, kind: prediction or a control, cd_3d, cd_4d, cd_m) here")
     ep.add_argument("--frames", type=int, help="score the first N frames (default: all of the GT's)")
     ep.add_argument("--icp-points", type=int, help="points per frame for the alignment (default: 10,000)")
     ep.add_argument("--chamfer-points", type=int, help="points sampled per frame from predicted meshes (default: 100,000)")
@@ -461,6 +479,9 @@ def main(argv=None) -> int:
                     help="actionbench: the reference's gradient ICP with a scale per axis (figures to put "
                          "beside published ones); similarity: closed-form ICP with one uniform scale, "
                          "stricter and ~20x faster (default: actionbench)")
+    ep.add_argument("--no-controls", action="store_true",
+                    help="skip the controls (the GT's first frame held still, and its time-mean pose), "
+                         "scored beside every prediction by default")
     ep.set_defaults(func=_cmd_eval_points)
 
     args = ap.parse_args(argv)

@@ -160,9 +160,21 @@ def test_eval_points_on_an_actionbench_folder(tmp_path):
     proc = subprocess.run(CLI + ["eval-points", str(pred_root), str(gt_root), "--out", str(out)] + counts,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    rows = list(csv.DictReader(open(out)))
-    assert [r["uid"] for r in rows] == ["clip_a", "clip_b"] and list(rows[0]) == ["uid", "cd_3d", "cd_4d", "cd_m"]
+    every = list(csv.DictReader(open(out)))
+    assert list(every[0]) == ["uid", "kind", "cd_3d", "cd_4d", "cd_m"]
+    rows = [r for r in every if r["kind"] == "prediction"]
+    assert [r["uid"] for r in rows] == ["clip_a", "clip_b"]
     a, b = ({k: float(r[k]) for k in ("cd_3d", "cd_4d", "cd_m")} for r in rows)
+    # the controls, from the GT itself: a prediction with the right motion beats both
+    held = {(r["uid"], r["kind"]): {k: float(r[k]) for k in ("cd_3d", "cd_4d", "cd_m")} for r in every
+            if r["kind"] != "prediction"}
+    assert sorted(held) == [(u, k) for u in ("clip_a", "clip_b") for k in ("first_frame", "time_mean")]
+    gt_a = np.load(gt_root / "clip_a" / "surfaces.npy")[..., :3]
+    assert held["clip_a", "first_frame"]["cd_4d"] == pytest.approx(score_sequences(
+        gt_a, np.repeat(gt_a[:1], T, axis=0), icp_points=500, alignment="similarity")["cd_4d"], rel=1e-6)
+    assert held["clip_a", "first_frame"]["cd_m"] > 2 * a["cd_m"] and held["clip_a", "time_mean"]["cd_m"] > 2 * a["cd_m"]
+    mean_ff = np.mean([held[u, "first_frame"]["cd_3d"] for u in ("clip_a", "clip_b")])
+    assert f"Control: the GT's first frame held still:  CD-3D {mean_ff:.4f}" in proc.stdout
     for uid, r in zip(("clip_a", "clip_b"), (a, b)):
         assert f"{uid}  CD-3D {r['cd_3d']:.4f}  CD-4D {r['cd_4d']:.4f}  CD-M {r['cd_m']:.4f}" in proc.stdout
     mean = {k: (a[k] + b[k]) / 2 for k in a}

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import torch
 
-from train.metrics import chamfer_distance, per_point_l2, psnr, ssim
+from train.metrics import _nearest_sq, chamfer_distance, kd_trees, per_point_l2, psnr, ssim
 
 
 def test_chamfer_and_l2_by_hand():
@@ -14,6 +14,15 @@ def test_chamfer_and_l2_by_hand():
     assert torch.allclose(chamfer_distance(a, b), torch.tensor([4 / 3]))
     assert torch.allclose(chamfer_distance(a, b, chunk=1), chamfer_distance(a, b))
     assert torch.allclose(per_point_l2(a, a + torch.tensor([3.0, 4.0, 0])), torch.tensor([5.0]))
+
+
+def test_chamfer_by_kd_trees_equals_the_distance_matrix():
+    """The CPU path (KD-trees, shared trees of b) against the GPU path's exhaustive torch.cdist."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(3, 700, 3, generator=g), torch.randn(3, 500, 3, generator=g) * 1.3
+    brute = _nearest_sq(a, b, 128).mean(1) + _nearest_sq(b, a, 128).mean(1)
+    assert torch.allclose(chamfer_distance(a, b), brute, rtol=1e-5)
+    assert torch.allclose(chamfer_distance(a, b, b_trees=kd_trees(b)), brute, rtol=1e-5)
 
 
 def test_psnr_by_hand():

@@ -362,13 +362,15 @@ def _subset(seq: np.ndarray, count: int, seed: int) -> np.ndarray:
 
 def score_sequences(gt: np.ndarray, pred_free: np.ndarray, pred_tracked: np.ndarray | None = None,
                     icp_points: int = ICP_POINTS, queries: int = CHAMFER_QUERIES, seed: int = SEED,
-                    scale: bool = True, iterations: int = ICP_ITERATIONS, alignment: str = "similarity") -> dict:
+                    scale: bool = True, iterations: int = ICP_ITERATIONS, alignment: str = "similarity",
+                    gt_trees: list | None = None) -> dict:
     """{cd_3d, cd_4d, cd_m} of GT (T, N, 3) against per-frame pred points (T, P, 3) and synchronized
     pred points (T, Q, 3) for CD-M (None: pred_free, which are then tracked points; any NaN in
     them: CD-M not measured, NaN). `seed` draws the ICP subset; the Chamfer queries use SEED.
     `alignment`: "actionbench" (the reference's gradient ICP with per-axis scale, align_actionbench)
     or "similarity" (closed-form ICP, `scale` and `iterations` apply: stricter, a per-axis scaled
-    copy is not aligned away)."""
+    copy is not aligned away). `gt_trees`: cKDTree of each GT frame, for a caller that scores several
+    predictions against one GT (eval's kinds and controls)."""
     gt, pred_free = np.asarray(gt, np.float64)[..., :3], np.asarray(pred_free, np.float64)[..., :3]
     if len(pred_free) != len(gt):
         raise ValueError(f"{len(pred_free)} predicted frames against {len(gt)} GT frames")
@@ -380,10 +382,13 @@ def score_sequences(gt: np.ndarray, pred_free: np.ndarray, pred_tracked: np.ndar
     else:
         per_frame = [align(pred_icp[k], gt_icp[k], scale=scale, iterations=iterations, seed=seed)
                      for k in range(len(gt))]
-    first, cd_3d, cd_4d = per_frame[0], [], []
+    first, cd_3d, cd_4d, pred_tree = per_frame[0], [], [], None
     for k in range(len(gt)):
-        # the pred tree serves only similarities (AxisScaled needs a tree of each moved cloud)
-        trees = cKDTree(gt[k]), (cKDTree(pred_free[k]) if alignment == "similarity" else None)
+        # the pred tree serves only similarities (AxisScaled needs a tree of each moved cloud); a
+        # prediction that holds still (the controls) keeps one tree for every frame
+        if alignment == "similarity" and not (k and np.array_equal(pred_free[k], pred_free[k - 1])):
+            pred_tree = cKDTree(pred_free[k])
+        trees = (gt_trees[k] if gt_trees is not None else cKDTree(gt[k]), pred_tree)
         cd_3d.append(_chamfer(gt[k], trees[0], pred_free[k], trees[1], per_frame[k], queries, SEED))
         cd_4d.append(cd_3d[0] if k == 0 else _chamfer(gt[k], trees[0], pred_free[k], trees[1], first, queries, SEED))
     tracked = pred_free if pred_tracked is None else np.asarray(pred_tracked, np.float64)[..., :3]
@@ -464,29 +469,50 @@ def load_clip(path: str):
     return np.asarray(arr[..., :3], np.float64)
 
 
-def score_clip(pred_path: str, gt_path: str, frames: int | None = None, icp_points: int = ICP_POINTS,
-               chamfer_points: int = CHAMFER_POINTS, seed: int = SEED, alignment: str = "similarity") -> dict:
-    """score_sequences of one clip from files: GT's first `frames` frames (all by default), the
-    prediction's first as many (more are dropped, fewer are an error)."""
+def _gt_points(gt_path: str, frames: int | None) -> np.ndarray:
+    """The GT's first `frames` frames of points (all by default)."""
     gt = load_clip(gt_path)
     if not isinstance(gt, np.ndarray):
         raise ValueError(f"{gt_path}: GT must be points (surfaces.npy or a .npy), not meshes")
     t = len(gt) if frames is None else frames
     if t > len(gt):
         raise ValueError(f"{gt_path}: {len(gt)} GT frames, {t} asked")
+    return gt[:t]
+
+
+# The answers that need no learning, made from the GT itself: a model that learnt motion beats both.
+CONTROLS = {"first_frame": "Control: the GT's first frame held still",
+            "time_mean": "Control: each GT point at its mean over the clip"}
+
+
+def score_controls(gt_path: str, frames: int | None = None, icp_points: int = ICP_POINTS, seed: int = SEED,
+                   alignment: str = "similarity") -> dict[str, dict]:
+    """{control: score_sequences} of the CONTROLS, each a tracked prediction of the GT's own points."""
+    gt = _gt_points(gt_path, frames)
+    held = {"first_frame": gt[:1], "time_mean": gt.mean(0, keepdims=True)}
+    return {name: score_sequences(gt, np.repeat(held[name], len(gt), axis=0), None, icp_points=icp_points,
+                                  seed=seed, alignment=alignment) for name in CONTROLS}
+
+
+def score_clip(pred_path: str, gt_path: str, frames: int | None = None, icp_points: int = ICP_POINTS,
+               chamfer_points: int = CHAMFER_POINTS, seed: int = SEED, alignment: str = "similarity") -> dict:
+    """score_sequences of one clip from files: GT's first `frames` frames (all by default), the
+    prediction's first as many (more are dropped, fewer are an error)."""
+    gt = _gt_points(gt_path, frames)
+    t = len(gt)
     have = clip_frames(pred_path)
     if have < t:
         raise ValueError(f"{pred_path}: {have} predicted frames, the GT has {t}")
     pred = load_clip(pred_path)[:t]
     if isinstance(pred, np.ndarray):
-        return score_sequences(gt[:t], pred, None, icp_points=icp_points, seed=seed, alignment=alignment)
+        return score_sequences(gt, pred, None, icp_points=icp_points, seed=seed, alignment=alignment)
     free = sample_free(pred, chamfer_points, seed)
     try:
         tracked = sample_tracked(pred, chamfer_points, seed)
     except ValueError as exc:
         warnings.warn(f"{pred_path}: {exc}: CD-M not measured")
         tracked = np.full((t, 1, 3), np.nan)
-    return score_sequences(gt[:t], free, tracked, icp_points=icp_points, seed=seed, alignment=alignment)
+    return score_sequences(gt, free, tracked, icp_points=icp_points, seed=seed, alignment=alignment)
 
 
 def find_clips(pred_root: str, gt_root: str) -> tuple[list[tuple[str, str, str]], list[str], list[str]]:

@@ -11,7 +11,10 @@ each control's, the decoded motion's spread over frames, frame following, and fo
 latents' spread over frames and the view swap (frame t decoded from the views of frame T-1-t). Chamfer distance per frame on `eval_points` of the dense points
 (fixed per clip) and the mean per-point L2. ActionBench's CD-3D, CD-4D and CD-M (train/actionbench.py)
 on up to `actionbench_points` dense points, which are tracked points as ActionBench's ground truth is;
-the prediction is decoded at the same points, so it is tracked too (CD-M needs no resampling).
+the prediction is decoded at the same points, so it is tracked too (CD-M needs no resampling). Both
+point sets are the first points of one permutation of the clip's dense points (the smaller inside
+the larger), so the VAE decodes each frame once for both; the ground truth's KD-trees are built once
+per clip and shared by every kind (Chamfer on the CPU through KD-trees, train/metrics.py).
 
 With a `render` function (the CLI passes the renderer's replay, given the source assets), the clip's
 own vertices are decoded too, rendered with the clip's cameras and light, and PSNR and SSIM over the
@@ -34,6 +37,7 @@ import zlib
 import numpy as np
 import torch
 import webdataset as wds
+from scipy.spatial import cKDTree
 from tqdm import tqdm
 
 from dataset.clip_sample import ClipSample
@@ -42,7 +46,7 @@ from dataset.storage import atomic_write
 from model.anchors import anchor_points
 from train import actionbench, lpips_metric, motion_diagnostics
 from train.checkpoint import load_diffusion, load_vae
-from train.metrics import chamfer_distance, per_point_l2, psnr, ssim
+from train.metrics import chamfer_distance, kd_trees, per_point_l2, psnr, ssim
 
 NO_RENDER_NOTE = "PSNR, SSIM, LPIPS: not measured (no source assets given: --assets)"
 NAMES = {"reconstruction": "Ours, VAE reconstruction (4 views)", "generation": "Ours, generation (monocular video)",
@@ -73,20 +77,19 @@ def appearance(true_strips: list[np.ndarray], rendered_dir: str, lpips=None) -> 
     return {k: np.array(v) for k, v in out.items()}
 
 
-def _rows(S, count: int, rng: np.random.Generator):
-    return S[rng.choice(S.shape[0], count, replace=False)] if count < S.shape[0] else S
-
-
 @torch.no_grad()
 def evaluate_clip(clip: ClipSample, vae, objective, data: LoaderConfig, eval_points: int, seed: int,
                   device, render=None, chunk: int = 65_536, actionbench_points: int = 100_000,
                   actionbench_settings: dict | None = None, lpips=None) -> dict:
     S = dense_map(clip)
-    rng = np.random.default_rng([seed, zlib.crc32(clip.key.encode())])
-    rows = _rows(S, eval_points, rng)
-    ab_rows = _rows(S, actionbench_points, rng)
-    true = torch.as_tensor(np.stack([rows @ v for v in clip.verts]), device=device)            # (T, P, 3)
-    true_ab = np.stack([ab_rows @ v for v in clip.verts]).astype(np.float32)                   # (T, Q, 3)
+    # one permutation of the dense points: Chamfer's are its first eval_points, ActionBench's its first
+    # actionbench_points, so the smaller set is part of the larger and the VAE decodes once for both
+    order = np.random.default_rng([seed, zlib.crc32(clip.key.encode())]).permutation(S.shape[0])
+    n_eval, n_ab = min(eval_points, S.shape[0]), min(actionbench_points, S.shape[0])
+    rows = S[order[:max(n_eval, n_ab)]]
+    true_all = np.stack([rows @ v for v in clip.verts]).astype(np.float32)                     # (T, P', 3)
+    true = torch.as_tensor(true_all[:, :n_eval], device=device)                                # (T, P, 3)
+    true_ab = true_all[:, :n_ab]                                                               # (T, Q, 3)
     batch = vae_clip_batch(clip, data)
     p1 = batch["p1"].to(device)                                   # one P1, repeated for every keyframe
     anchors = anchor_points(p1[:1], vae.cfg.num_latents).expand(len(p1), -1, -1)
@@ -101,7 +104,7 @@ def evaluate_clip(clip: ClipSample, vae, objective, data: LoaderConfig, eval_poi
                                 device=device)[None]
         latents["generation"] = objective.sample(p1[:1], video, torch.Generator(device).manual_seed(seed))[0]
     own = torch.as_tensor(clip.verts[:1], device=device)
-    queries, queries_ab = true[:1], torch.as_tensor(true_ab[:1], device=device)
+    queries, queries_all = true[:1], torch.as_tensor(true_all[:1], device=device)
     # the true 4-view strips on white, decoded once for every kind and the contact sheet
     true_strips = [on_white(np.concatenate(list(clip.frame(t)), axis=1)) for t in range(T)] \
         if render is not None else None
@@ -109,7 +112,10 @@ def evaluate_clip(clip: ClipSample, vae, objective, data: LoaderConfig, eval_poi
     def decode(z, at):
         return torch.cat([vae.decode(z[t:t + 1], at, chunk) for t in range(T)])
 
-    predictions = {name: (decode(z, queries), decode(z, queries_ab).cpu().numpy()) for name, z in latents.items()}
+    predictions = {}
+    for name, z in latents.items():
+        pred = decode(z, queries_all)
+        predictions[name] = (pred[:, :n_eval], pred[:, :n_ab].cpu().numpy())
     # the controls: the rest pose held still, and each point at its mean position over the clip
     predictions["frozen"] = (true[:1].expand_as(true), np.repeat(true_ab[:1], T, axis=0))
     predictions["time_mean"] = (true.mean(0, keepdim=True).expand_as(true),
@@ -120,10 +126,14 @@ def evaluate_clip(clip: ClipSample, vae, objective, data: LoaderConfig, eval_poi
     swapped = decode(vae.encode(p1, views.flip(0), anchors)[0], queries)  # frame t from frame T-1-t's views
     out["following"]["reconstruction"].update(
         motion_diagnostics.collapse_scores(mean, predictions["reconstruction"][0], swapped, true))
+    # the ground truth's KD-trees, built once for every kind (CPU; a GPU takes Chamfer's by torch.cdist)
+    true_trees = kd_trees(true) if true.device.type == "cpu" else None
+    ab_trees = [cKDTree(frame) for frame in np.asarray(true_ab, np.float64)]
     for name, (pred, pred_ab) in predictions.items():
-        out["metrics"][name] = {"chamfer": chamfer_distance(pred, true).cpu().numpy(),
+        out["metrics"][name] = {"chamfer": chamfer_distance(pred, true, b_trees=true_trees).cpu().numpy(),
                                 "l2": per_point_l2(pred, true).cpu().numpy()}
-        out["actionbench"][name] = actionbench.score_sequences(true_ab, pred_ab, **(actionbench_settings or {}))
+        out["actionbench"][name] = actionbench.score_sequences(true_ab, pred_ab, gt_trees=ab_trees,
+                                                               **(actionbench_settings or {}))
         out["points"][name] = pred.cpu().numpy()
         if render is not None and name in latents:  # the clip's own vertices, rendered as the clip was
             folder = render(clip, decode(latents[name], own).cpu().numpy(), name)
@@ -367,7 +377,8 @@ def evaluate(shards: list[str], vae_checkpoint: str, out_dir: str, diffusion_che
     settings = {"vae": os.path.abspath(vae_checkpoint), "diffusion": diffusion_checkpoint and
                 os.path.abspath(diffusion_checkpoint), "eval_points": eval_points, "seed": seed,
                 "actionbench_points": actionbench_points, "actionbench": actionbench_settings or {},
-                "columns": [f"{k}_{m}" for k, m in columns]}
+                "columns": [f"{k}_{m}" for k, m in columns],
+                "points": "nested"}  # how the points are drawn: folders drawn otherwise are not resumed
     os.makedirs(out_dir, exist_ok=True)
     settings_path = os.path.join(out_dir, "eval.json")
     if os.path.exists(settings_path):

@@ -1,10 +1,13 @@
 """Geometry metrics: Chamfer distance between point sets and per-point L2 between corresponding
-points (chunked, so 50,000-point clouds never build more than a chunk x M distance matrix), and the
-image metrics of the paper's Table 1 (PSNR, SSIM)."""
+points, and the image metrics of the paper's Table 1 (PSNR, SSIM). Chamfer's nearest neighbours come
+from scipy KD-trees on every core for CPU tensors (an evaluation's 10,000-point clouds: ~200x fewer
+operations than the distance matrix) and from chunked torch.cdist on a GPU (a chunk x M matrix at a
+time, so 50,000-point clouds fit)."""
 from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
 
 
 def _nearest_sq(a: torch.Tensor, b: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -12,10 +15,23 @@ def _nearest_sq(a: torch.Tensor, b: torch.Tensor, chunk: int) -> torch.Tensor:
     return torch.cat([torch.cdist(part, b).pow(2).amin(dim=-1) for part in a.split(chunk, dim=1)], dim=1)
 
 
-def chamfer_distance(a: torch.Tensor, b: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """(B,) mean squared nearest-neighbour distance a -> b plus b -> a (the symmetric L2 Chamfer)."""
-    a, b = a.float(), b.float()
-    return _nearest_sq(a, b, chunk).mean(1) + _nearest_sq(b, a, chunk).mean(1)
+def kd_trees(clouds: torch.Tensor | np.ndarray) -> list[cKDTree]:
+    """One KD-tree per cloud of (B, P, 3): build them once for clouds scored against several others."""
+    return [cKDTree(c) for c in np.asarray(torch.as_tensor(clouds).detach().cpu().float())]
+
+
+def chamfer_distance(a: torch.Tensor, b: torch.Tensor, chunk: int = 4096, b_trees: list | None = None
+                     ) -> torch.Tensor:
+    """(B,) mean squared nearest-neighbour distance a -> b plus b -> a (the symmetric L2 Chamfer).
+    `b_trees`: kd_trees(b), when the caller scores several a against the same b on the CPU."""
+    a, b = a.detach().float(), b.detach().float()
+    if a.device.type != "cpu":
+        return _nearest_sq(a, b, chunk).mean(1) + _nearest_sq(b, a, chunk).mean(1)
+    a_np, b_np = a.numpy(), b.numpy()
+    trees = b_trees if b_trees is not None else kd_trees(b_np)
+    out = [(tree.query(x, workers=-1)[0] ** 2).mean() + (cKDTree(x).query(y, workers=-1)[0] ** 2).mean()
+           for x, y, tree in zip(a_np, b_np, trees)]
+    return torch.tensor(out, dtype=torch.float32)
 
 
 def per_point_l2(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
