@@ -6,7 +6,8 @@ Every random choice is a function of (seed, epoch, rank, worker, position in the
 is reproducible, and a resumed run skips the batches it already trained on without decoding them.
 
 - VAE example: P1 (N points of keyframe 0, random + FPS), Pt (the same surface points at a random
-  keyframe t), the 4 views of keyframe t as RGB + Pluecker rays (9 channels).
+  keyframe t), the 4 views of keyframe t as RGB + Pluecker rays (9 channels). `vae_frames` > 1: that
+  many examples of each clip read, at distinct keyframes with the same P1, side by side in a batch.
 - Diffusion example: P1, T' sorted random keyframes, the monocular view of each (`video_view`), and
   either the VAE inputs of those keyframes or, from a latent cache, their latents.
 """
@@ -42,6 +43,7 @@ class LoaderConfig:
     resample_points: bool = True  # False: each clip's P1 is drawn once, from (seed, key), every epoch alike
     image_size: int = 256         # views are resized to this (the model's input size)
     frames_per_clip: int = 10     # diffusion: T' = T / 3 keyframes per sample
+    vae_frames: int = 1           # VAE: examples per clip read, at distinct keyframes with one P1 (a divisor of the batch)
     video_view: int = 0           # diffusion: the view that plays the monocular video
     shuffle_buffer: int = 64      # samples held for shuffling, per worker
     resampled: bool = False       # draw shards with replacement (multi-node: every rank sees data)
@@ -88,12 +90,18 @@ def with_anchors(example: dict, cfg: LoaderConfig) -> dict:
     return example
 
 
-def vae_example(clip: ClipSample, cfg: LoaderConfig, rng: np.random.Generator) -> dict:
+def vae_examples(clip: ClipSample, cfg: LoaderConfig, rng: np.random.Generator) -> list[dict]:
+    """`cfg.vae_frames` examples of one clip: one P1, distinct random keyframes (with replacement
+    only when the clip has fewer keyframes)."""
     S = dense_map(clip)
     rows = S[point_indices(clip, S, cfg, rng)]
-    t = int(rng.integers(clip.num_frames))
-    return with_anchors({"key": clip.key, "t": t, "p1": rows @ clip.verts[0], "pt": rows @ clip.verts[t],
-                         "views": ClipViews(clip, cfg)(t)}, cfg)
+    k = cfg.vae_frames
+    times = [int(rng.integers(clip.num_frames))] if k == 1 else \
+        rng.choice(clip.num_frames, k, replace=k > clip.num_frames).tolist()
+    views = ClipViews(clip, cfg)
+    p1 = rows @ clip.verts[0]
+    anchored = with_anchors({"p1": p1}, cfg)
+    return [{**anchored, "key": clip.key, "t": t, "pt": rows @ clip.verts[t], "views": views(t)} for t in times]
 
 
 def vae_clip_batch(clip: ClipSample, cfg: LoaderConfig) -> dict:
@@ -153,6 +161,9 @@ class ClipBatches(IterableDataset):
     def __init__(self, urls, kind: str, cfg: LoaderConfig, batch_size: int, drop_last: bool = True):
         if kind not in ("vae", "diffusion"):
             raise ValueError(f"kind must be 'vae' or 'diffusion', not {kind!r}")
+        if kind == "vae" and (cfg.vae_frames < 1 or batch_size % cfg.vae_frames):
+            raise ValueError(f"data.vae_frames={cfg.vae_frames} must divide batch_size={batch_size}: "
+                             "a batch holds whole groups of one clip's frames")
         self.urls = urls if isinstance(urls, (list, tuple)) else [urls]
         self.kind, self.cfg, self.batch_size, self.drop_last = kind, cfg, batch_size, drop_last
         self.epoch, self.skip_batches = 0, 0
@@ -178,16 +189,20 @@ class ClipBatches(IterableDataset):
     def _examples(self, samples):
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        # Batch j of the loader comes from worker j % workers (round robin): skip this worker's share.
-        skip = len(range(worker, self.skip_batches, workers)) * self.batch_size
+        # Batch j of the loader comes from worker j % workers (round robin): skip this worker's share
+        # (in samples: a VAE sample gives vae_frames examples, a divisor of the batch).
+        per_sample = self.cfg.vae_frames if self.kind == "vae" else 1
+        skip = len(range(worker, self.skip_batches, workers)) * self.batch_size // per_sample
         for i, sample in enumerate(samples):
             if i < skip:
                 continue
             rng = np.random.default_rng(self._stream_seed() + [i])
             try:
                 clip = ClipSample(sample)
-                yield vae_example(clip, self.cfg, rng) if self.kind == "vae" else \
-                    diffusion_example(clip, self.cfg, rng, sample)
+                if self.kind == "vae":
+                    yield from vae_examples(clip, self.cfg, rng)
+                else:
+                    yield diffusion_example(clip, self.cfg, rng, sample)
             except Exception as exc:  # one unreadable sample must not end a training run
                 log.warning("skipping sample %s: %s: %s", sample.get("__key__"), type(exc).__name__, exc)
 

@@ -113,3 +113,22 @@ def test_the_loaders_anchors_are_the_models(clip_shards):
         assert batch["anchors"].shape == (2, 16, 3)
         assert torch.equal(batch["anchors"], anchor_points(batch["p1"], 16)), kind
     assert "anchors" not in next(iter(make_loader(clip_shards["train"], "vae", CFG, batch_size=2)))
+
+
+def test_vae_frames_groups_one_clips_keyframes_in_a_batch_and_resumes(clip_shards):
+    """data.vae_frames: each clip read gives that many examples at distinct keyframes with one P1,
+    side by side in a batch; a resumed position skips whole groups; a group that does not divide the
+    batch is refused."""
+    import dataclasses
+
+    cfg = dataclasses.replace(CFG, vae_frames=2)
+    batches = list(make_loader(clip_shards["all"], "vae", cfg, batch_size=4, drop_last=False))
+    for b in batches:
+        for i in range(0, len(b["key"]), 2):
+            assert b["key"][i] == b["key"][i + 1] and int(b["t"][i]) != int(b["t"][i + 1])
+            assert torch.equal(b["p1"][i], b["p1"][i + 1])
+    assert sum(len(b["key"]) for b in batches) == 2 * clip_shards["clips"]
+    resumed = next(iter(make_loader(clip_shards["all"], "vae", cfg, batch_size=4, skip_batches=1, drop_last=False)))
+    assert resumed["key"] == batches[1]["key"] and torch.equal(resumed["pt"], batches[1]["pt"])
+    with pytest.raises(ValueError, match="vae_frames=3 must divide batch_size=4"):
+        make_loader(clip_shards["all"], "vae", dataclasses.replace(CFG, vae_frames=3), batch_size=4)
