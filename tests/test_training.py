@@ -30,16 +30,16 @@ def tiny(kind: str, **overrides):
     return cfg
 
 
-def test_vae_overfits_one_clip(one_clip, tmp_path):
+def test_vae_overfits_one_example(one_clip, tmp_path):
     """One example of the clip (its last keyframe): the whole loss (MSE + 0.1 DIS + 1e-3 KL) falls more
-    than 10x in 300 steps. All its keyframes at once: the loss falls too, so the model reads which
-    keyframe it is from the views (slowly at these 32-pixel, 2-sample test renders)."""
+    than 10x in 300 steps. Whether the model reads each keyframe from its views (a falling loss over
+    all keyframes does not say: the time-mean pose alone halves it) is tests/test_learning.py's."""
     cfg = tiny("vae", max_steps=300)
     cfg.optim.min_lr_ratio = 1.0  # a constant rate after warm-up
     clip = ClipSample(next(iter(wds.WebDataset(one_clip, shardshuffle=False))))
     every_keyframe = vae_clip_batch(clip, cfg.data)
     last_keyframe = {k: v[-1:] for k, v in every_keyframe.items()}
-    for batch, factor in ((last_keyframe, 10), (every_keyframe, 1.5)):
+    for batch, factor in ((last_keyframe, 10),):
         trainer = Trainer(cfg, [one_clip], str(tmp_path / str(factor)))
 
         def loss() -> float:
