@@ -235,9 +235,12 @@ def _cmd_eval(args) -> int:
                 print(f"warning: {clip.key}: rendering failed: {failure['message']}", file=sys.stderr)
             return folder
 
+    from dataset.shard_list import sample_count
+
     res = evaluate(_shard_urls(args.shards), args.vae, args.out, diffusion_checkpoint=args.diffusion,
                    max_clips=args.max_clips, eval_points=args.eval_points, seed=args.seed, render=render,
-                   actionbench_points=args.actionbench_points, lpips_backbone=args.lpips_backbone)
+                   actionbench_points=args.actionbench_points, lpips_backbone=args.lpips_backbone,
+                   ray_address=args.ray_address, workers=args.workers, total_clips=sample_count(args.shards))
     with open(res["table_path"]) as f:
         print(f.read())
     print(f"per clip: {res['csv']}\nActionBench metrics per clip: {res['actionbench_csv']}\n"
@@ -462,6 +465,10 @@ def main(argv=None) -> int:
     ev.add_argument("--assets", nargs="+", help="source asset files or folders (by uid): render the decoded "
                                                 "vertices with each clip's cameras and light for PSNR/SSIM")
     ev.add_argument("--render-threads", type=int, default=0, help="Blender render threads (default: all)")
+    ev.add_argument("--ray-address", help="evaluate clips in parallel on this Ray cluster (e.g. auto or "
+                                          "127.0.0.1:6379); with --assets, --out must be on storage every node sees")
+    ev.add_argument("--workers", type=int, default=0, help="with --ray-address: Ray actors, a CPU each "
+                                                           "(default: one per CPU of the cluster)")
     ev.set_defaults(func=_cmd_eval)
 
     ep = sub.add_parser("eval-points", help="ActionBench's CD-3D, CD-4D and CD-M of predicted clips against tracked GT points",

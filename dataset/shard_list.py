@@ -22,8 +22,25 @@ def shard_urls(specs: list[str]) -> list[str]:
     return urls
 
 
+def sample_count(specs: list[str]) -> int | None:
+    """The samples the specs hold when every spec is a manifest (its shards' counts), else None: a
+    bare shard's count is known only by reading it."""
+    total = 0
+    for spec in specs:
+        path, _, part = spec.partition("#")
+        if not path.endswith("manifest.json"):
+            return None
+        total += sum(s["samples"] for s in _chosen(path, part)[1])
+    return total
+
+
 def manifest_shards(manifest_url: str, part: str = "") -> list[str]:
     """The shards a manifest lists (URLs beside it), filtered by `split` or `label/split`."""
+    store, chosen = _chosen(manifest_url, part)
+    return [store.url(s["path"]) for s in chosen]
+
+
+def _chosen(manifest_url: str, part: str):
     folder = manifest_url.rsplit("/", 1)[0] if "/" in manifest_url else "."
     store = Store(folder)
     if not store.exists(manifest_url.rsplit("/", 1)[-1]):
@@ -34,5 +51,5 @@ def manifest_shards(manifest_url: str, part: str = "") -> list[str]:
     if not chosen:
         raise ValueError(f"{manifest_url}: no shards{' for ' + part if part else ''} "
                          f"(it lists {sorted({(s['label'], s['split']) for s in manifest['shards']})})")
-    return [store.url(s["path"]) for s in chosen]
+    return store, chosen
 

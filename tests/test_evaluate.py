@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -191,3 +192,41 @@ def test_the_frames_sheet_crops_every_view_to_the_object_in_any_of_its_images():
     cropped = crop_views(strips[0], views, box)
     assert cropped.shape == (44, 4 * 39, 3) and (cropped[2:12, 27:37] == 0).all()
     assert object_box([np.full((8, 32, 3), 255, np.uint8)], views) is None
+
+
+def test_eval_on_a_two_node_ray_cluster_gives_the_figures_of_one_process(clip_shards, trained_vae, tmp_path):
+    """`eval --ray-address`: one evaluator actor per CPU of a two-node local cluster; the files are
+    those of an evaluation in one process (the same rows in the shards' order, figures to float
+    noise: the actors run torch on one thread), and the run prints its rate."""
+    from test_cluster import free_port, ray_start, stop
+
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths have a length limit
+    nodes = [ray_start("--head", "--port", str(port), "--num-cpus", "1", "--temp-dir", temp, "--node-ip-address",
+                       "127.0.0.1", "--include-dashboard", "false", env=env)]
+    try:
+        nodes.append(ray_start("--address", address, "--num-cpus", "1", "--node-ip-address", "127.0.0.1", env=env))
+        base = [sys.executable, "-m", "driveanymesh", "eval", "--shards", *clip_shards["all"], "--vae", trained_vae,
+                "--eval-points", "2000", "--actionbench-points", "600"]
+        on_ray = subprocess.run(base + ["--out", str(tmp_path / "ray"), "--ray-address", address, "--workers", "2"],
+                                capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
+    finally:
+        for node in reversed(nodes):
+            stop(node)
+    assert on_ray.returncode == 0, on_ray.stderr[-3000:]
+    assert "evaluating on Ray" in on_ray.stdout and re.search(r"evaluated \d+ clips in \d+ s: \d+ clips/hour",
+                                                              on_ray.stdout)
+    alone = subprocess.run(base + ["--out", str(tmp_path / "alone")], capture_output=True, text=True, cwd=ROOT,
+                           timeout=900)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    for name in ("per_clip.csv", "actionbench.csv"):
+        got = list(csv.DictReader(open(tmp_path / "ray" / name)))
+        want = list(csv.DictReader(open(tmp_path / "alone" / name)))
+        assert [(r["key"], r.get("frame"), r.get("kind")) for r in got] == \
+            [(r["key"], r.get("frame"), r.get("kind")) for r in want] and len(got) >= 5
+        for g, w in zip(got, want):
+            for column in w:
+                if column not in ("key", "label", "frame", "kind") and w[column] != "":
+                    assert float(g[column]) == pytest.approx(float(w[column]), rel=1e-3, abs=1e-7), (name, column)

@@ -32,6 +32,7 @@ import csv
 import io
 import json
 import os
+import time
 import zlib
 
 import numpy as np
@@ -352,27 +353,79 @@ def table_markdown(summary: dict, clips: int, notes: list[str], eval_points: int
     return "\n".join(lines) + "\n"
 
 
+class ClipEvaluator:
+    """What one clip's evaluation needs, loaded once (the models, the loader settings, LPIPS), called
+    with a shard sample. `evaluate` runs one in its own process, or one per Ray actor."""
+
+    def __init__(self, vae_checkpoint: str, diffusion_checkpoint: str | None, eval_points: int, seed: int,
+                 device: str | None, render, actionbench_points: int, actionbench_settings: dict | None,
+                 lpips_backbone: str | None):
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.vae = load_vae(vae_checkpoint, self.device)
+        self.objective, cfg = load_diffusion(diffusion_checkpoint, self.vae, self.device) \
+            if diffusion_checkpoint else (None, None)
+        self.data = LoaderConfig(image_size=self.vae.cfg.image_size, resample_points=False, seed=seed,
+                                 num_points=cfg["data"]["num_points"] if cfg else LoaderConfig.num_points)
+        self.render = render
+        self.lpips = lpips_metric.load(lpips_backbone) if render is not None else None
+        self.kw = dict(eval_points=eval_points, seed=seed, actionbench_points=actionbench_points,
+                       actionbench_settings=actionbench_settings)
+
+    def evaluate_sample(self, sample: dict) -> dict:
+        kw = self.kw
+        return evaluate_clip(ClipSample(sample), self.vae, self.objective, self.data, kw["eval_points"], kw["seed"],
+                             self.device, self.render, actionbench_points=kw["actionbench_points"],
+                             actionbench_settings=kw["actionbench_settings"], lpips=self.lpips)
+
+
+def _on_ray(todo, evaluator_args: tuple, ray_address: str, workers: int):
+    """(index, result) of every (index, sample) in `todo`, as Ray actors finish them (one
+    ClipEvaluator per actor, a CPU each; at most two clips in flight per actor)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=ray_address, log_to_driver=False)
+    actors_n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    print(f"evaluating on Ray ({ray_address}): {actors_n} workers", flush=True)
+    remote = ray.remote(num_cpus=1)(ClipEvaluator)
+    actors = [remote.remote(*evaluator_args) for _ in range(actors_n)]
+    in_flight, turn = {}, 0
+    todo = iter(todo)
+    while True:
+        while len(in_flight) < 2 * len(actors):
+            nxt = next(todo, None)
+            if nxt is None:
+                break
+            index, sample = nxt
+            in_flight[actors[turn % len(actors)].evaluate_sample.remote(sample)] = index
+            turn += 1
+        if not in_flight:
+            return
+        ready, _ = ray.wait(list(in_flight), num_returns=1)
+        yield in_flight.pop(ready[0]), ray.get(ready[0])
+
+
 def evaluate(shards: list[str], vae_checkpoint: str, out_dir: str, diffusion_checkpoint: str | None = None,
              max_clips: int | None = None, eval_points: int = 10_000, seed: int = 0, device: str | None = None,
              render=None, actionbench_points: int = 100_000, actionbench_settings: dict | None = None,
-             lpips_backbone: str | None = None) -> dict:
+             lpips_backbone: str | None = None, ray_address: str | None = None, workers: int = 0,
+             total_clips: int | None = None) -> dict:
     """`render(clip, verts (T, V, 3) normalised, kind) -> folder of frame<tt>.png or None` renders the
-    clip's vertices as the clip was rendered (the CLI passes the renderer's replay)."""
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    vae = load_vae(vae_checkpoint, device)
-    objective, cfg = load_diffusion(diffusion_checkpoint, vae, device) if diffusion_checkpoint else (None, None)
-    data = LoaderConfig(image_size=vae.cfg.image_size, resample_points=False, seed=seed,
-                        num_points=cfg["data"]["num_points"] if cfg else LoaderConfig.num_points)
+    clip's vertices as the clip was rendered (the CLI passes the renderer's replay). `ray_address`:
+    clips evaluated in parallel by `workers` Ray actors (default: one per CPU of the cluster), each
+    loading the models once; every file is written by this process, so only renders (`render`) need
+    `out_dir` on storage every node sees. `total_clips` (the shards' count, when known) gives the
+    progress its remaining time."""
     notes = []
-    lpips = None
+    lpips_ok = False
     if render is None:
         notes.append(NO_RENDER_NOTE)
     else:
-        lpips = lpips_metric.load(lpips_backbone)
-        if lpips is None:
+        lpips_ok = lpips_metric.load(lpips_backbone) is not None
+        if not lpips_ok:
             notes.append(lpips_metric.unavailable_reason(lpips_backbone))
-    kinds = ["reconstruction"] + (["generation"] if objective is not None else []) + list(CONTROLS)
-    appearance_metrics = (["psnr", "ssim"] + (["lpips"] if lpips is not None else [])) if render is not None else []
+    kinds = ["reconstruction"] + (["generation"] if diffusion_checkpoint else []) + list(CONTROLS)
+    appearance_metrics = (["psnr", "ssim"] + (["lpips"] if lpips_ok else [])) if render is not None else []
     columns = [(k, m) for k in kinds for m in ["chamfer", "l2"] + (appearance_metrics if k not in CONTROLS else [])]
     settings = {"vae": os.path.abspath(vae_checkpoint), "diffusion": diffusion_checkpoint and
                 os.path.abspath(diffusion_checkpoint), "eval_points": eval_points, "seed": seed,
@@ -388,6 +441,9 @@ def evaluate(shards: list[str], vae_checkpoint: str, out_dir: str, diffusion_che
             changed = sorted(k for k in settings if before.get(k) != settings[k])
             raise ValueError(f"{out_dir} holds an evaluation with other settings ({', '.join(changed)}): "
                              "give a new --out, or delete it to start again")
+    evaluator_args = (vae_checkpoint, diffusion_checkpoint, eval_points, seed, device, render, actionbench_points,
+                      actionbench_settings, lpips_backbone)
+    local = None if ray_address else ClipEvaluator(*evaluator_args)  # a bad checkpoint fails before any write
     atomic_write(settings_path, json.dumps(settings, indent=1).encode())
     tables = ClipTables(out_dir, columns)
     results = _kept_clips(out_dir)
@@ -395,22 +451,36 @@ def evaluate(shards: list[str], vae_checkpoint: str, out_dir: str, diffusion_che
     done = {r["key"] for r in results}
     if done:
         print(f"resuming: {len(done)} clips already evaluated in {out_dir}", flush=True)
-    bar = tqdm(desc="evaluating clips", unit="clip", total=max_clips, initial=len(results))
-    for sample in wds.WebDataset(shards, shardshuffle=False):
-        if max_clips is not None and len(results) >= max_clips:
-            break
-        if sample["__key__"] in done:
-            continue
-        r = evaluate_clip(ClipSample(sample), vae, objective, data, eval_points, seed, device, render,
-                          actionbench_points=actionbench_points, actionbench_settings=actionbench_settings,
-                          lpips=lpips)
-        _keep_clip(out_dir, len(results), r)
+    wanted = min(x for x in (max_clips, total_clips) if x is not None) if (max_clips or total_clips) else None
+
+    def todo():  # (index, sample) of the clips still to evaluate, in the shards' order
+        index = len(results)
+        for sample in wds.WebDataset(shards, shardshuffle=False):
+            if max_clips is not None and index >= max_clips:
+                return
+            if sample["__key__"] not in done:
+                yield index, sample
+                index += 1
+
+    finished = (_on_ray(todo(), evaluator_args, ray_address, workers) if ray_address
+                else ((i, local.evaluate_sample(sample)) for i, sample in todo()))
+    bar = tqdm(desc="evaluating clips", unit="clip", total=wanted, initial=len(results))
+    started, new = time.perf_counter(), 0
+    for index, r in finished:
+        _keep_clip(out_dir, index, r)
         tables.append(r)
-        results.append(r)
+        results.append({**r, "index": index})
+        new += 1
+        bar.set_postfix_str(f"{3600 * new / (time.perf_counter() - started):.0f} clips/hour")
         bar.update(1)
     bar.close()
+    if new:
+        seconds = time.perf_counter() - started
+        print(f"evaluated {new} clips in {seconds:.0f} s: {3600 * new / seconds:.0f} clips/hour", flush=True)
     if not results:
         raise ValueError(f"no clips in {shards}")
+    results.sort(key=lambda r: r["index"])
+    tables.rewrite(results)  # in the shards' order, however the clips finished
     table_path = os.path.join(out_dir, "table.md")
     summary = summarise(results, kinds)
     atomic_write(table_path, table_markdown(summary, len(results), notes, eval_points).encode())
