@@ -5,7 +5,11 @@ On a POSIX filesystem (a local disk, NFS, a mounted bucket that supports it) the
 `driver.lock`: the kernel releases it however the holder ends, so a killed driver's lock is free at
 once and nothing depends on clocks. An object store has no locks: there `driver.lock` is a lease,
 an object naming its holder and refreshed every `HEARTBEAT_S` by a thread. A lease is stale when its
-holder runs on this host and its process is gone, or when its heartbeat is older than `STALE_S`.
+heartbeat is older than `STALE_S`, or at once when its holder's process is provably gone: the lease
+names the holder's process by its kernel boot, PID namespace, pid and start time (`process`), and
+only a driver that sees the same boot and namespace can look that process up. A host name and pid
+alone prove nothing: containers with `--network host` or repeated pod names share a host name, and
+their pids belong to other namespaces. A holder is told apart by a random token written at start.
 Taking a lease is write-then-confirm (write our token, wait `SETTLE_S`, read it back: of two drivers
 racing, the one whose token stayed holds it); a holder that finds another token at its next heartbeat
 has lost the lease, and the run stops rather than write beside the new holder.
@@ -37,14 +41,42 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _pid_alive(pid: int) -> bool:
+def _read(path: str) -> str | None:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22), None if gone."""
+    stat = _read(f"/proc/{pid}/stat")
+    return stat.rsplit(")", 1)[1].split()[19] if stat else None
+
+
+def process_identity(pid: int | None = None) -> dict | None:
+    """What names a process uniquely on this machine: boot id, PID namespace, pid, start time; None
+    where /proc does not say (then only heartbeats can tell a lease is stale)."""
+    pid = os.getpid() if pid is None else pid
+    boot, start = _read("/proc/sys/kernel/random/boot_id"), _start_time(pid)
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = None
+    if not (boot and start and namespace):
+        return None
+    return {"boot": boot, "pid_namespace": namespace, "pid": pid, "start": start}
+
+
+def _provably_gone(process: dict | None) -> bool:
+    """True only when `process` (a lease's process_identity) is in this boot and PID namespace and no
+    process with its pid and start time runs."""
+    here = process_identity()
+    if not process or not here or (process.get("boot"), process.get("pid_namespace")) != \
+            (here["boot"], here["pid_namespace"]):
         return False
-    except PermissionError:  # exists, someone else's
-        return True
-    return True
+    return _start_time(int(process.get("pid", -1))) != process.get("start")
 
 
 def describe(holder: dict) -> str:
@@ -60,7 +92,7 @@ class OutputLock:
                  settle_s: float = SETTLE_S):
         self.store, self.stale_s, self.heartbeat_s, self.settle_s = store, stale_s, heartbeat_s, settle_s
         self.me = {"host": socket.gethostname(), "pid": os.getpid(), "started": _now(),
-                   "token": uuid.uuid4().hex}
+                   "token": uuid.uuid4().hex, "process": process_identity()}
         self.taken_over: dict | None = None
         self.lost = False
         self._file = None
@@ -112,7 +144,7 @@ class OutputLock:
             return {}
 
     def _stale(self, holder: dict) -> bool:
-        if holder.get("host") == self.me["host"] and not _pid_alive(int(holder.get("pid", -1))):
+        if _provably_gone(holder.get("process")):
             return True
         beat = holder.get("heartbeat_unix", 0.0)
         return time.time() - beat > self.stale_s

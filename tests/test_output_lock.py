@@ -85,3 +85,32 @@ def test_a_lease_from_another_host_is_stale_only_without_heartbeat(s3_bucket):
     assert lock.taken_over["host"] == "node-7"
     lock.release()
     assert not store.exists("driver.lock")
+
+
+def test_a_live_lease_from_another_pid_namespace_under_this_host_name_is_not_taken(s3_bucket):
+    """Containers that share a host name (`--network host`, repeated pod names): a pid in the lease
+    means nothing in another PID namespace, so a fresh lease naming this host and a pid no process
+    here has is refused; the same lease from this namespace, its process gone, is taken at once."""
+    from curation.output_lock import process_identity
+
+    store = Store(s3_bucket["url"] + "/shared-host")
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = int(ended.stdout)  # a pid that no process of this namespace has now
+    here = process_identity()
+    assert here is not None and here["pid"] == os.getpid()
+    lease = {"host": socket.gethostname(), "pid": gone, "started": "2026-12-01T00:00:00+00:00", "token": "x",
+             "heartbeat_unix": time.time()}
+    store.write("driver.lock", json.dumps({**lease, "process": {**here, "pid": gone, "pid_namespace": "pid:[1]",
+                                                                 "start": "1"}}).encode())
+    with pytest.raises(OutputLocked, match=f"pid {gone}"):
+        OutputLock(store, settle_s=0.1).acquire()
+    store.write("driver.lock", json.dumps({**lease, "process": {**here, "pid": gone, "start": "1"}}).encode())
+    lock = OutputLock(store, settle_s=0.1)
+    lock.acquire()
+    assert lock.taken_over["pid"] == gone
+    lock.release()
+    # this very process named with another start time: a pid reused since the holder ended
+    store.write("driver.lock", json.dumps({**lease, "pid": os.getpid(), "process": {**here, "start": "1"}}).encode())
+    lock = OutputLock(store, settle_s=0.1)
+    lock.acquire()
+    lock.release()
