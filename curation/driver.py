@@ -197,12 +197,29 @@ def task_slots(resources: dict, demand: dict[str, float]) -> int:
     return min((int(resources.get(k, 0) // v) for k, v in demand.items()), default=0)
 
 
+def _reachable(address: str, timeout_s: float = 10.0) -> None:
+    """A cluster address of the form [ray://]HOST:PORT must accept a TCP connection within `timeout_s`:
+    ray.init would otherwise retry a wrong one for minutes, printing only warnings."""
+    import socket
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto", "local" and the like: Ray resolves them itself, and fails fast
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConnectionError(f"cannot reach the Ray cluster at {address}: {exc}. Check the address and port "
+                              "(the head's `ray start --head --port`, 6379 by default), that the head is running "
+                              "and that this machine may connect to it") from None
+
+
 def _connect(address: str | None, workers: int) -> None:
     import ray
 
     if ray.is_initialized():
         return
     if address:
+        _reachable(address)
         try:
             ray.init(address=address, log_to_driver=False)
         except ConnectionError as exc:
@@ -250,6 +267,10 @@ def _run(pipe: Pipeline, out: Store, lock: OutputLock, ray_address: str | None, 
 
     called = time.perf_counter()
     before = _check_settings(out, pipe, allow_config_change)
+    # Ray before anything is written: a run that cannot start leaves the output as it found it
+    t = time.perf_counter()
+    _connect(ray_address or os.environ.get("RAY_ADDRESS"), workers)
+    ray_connect = time.perf_counter() - t
     log = audit.AuditLog(out, pipe.config_hash())
     state = audit.resume_state(log.iter_rows())  # the journal, read once
     if log.torn:
@@ -273,9 +294,6 @@ def _run(pipe: Pipeline, out: Store, lock: OutputLock, ray_address: str | None, 
     attempts = {t.uid: state.attempts.get(t.uid, 0) + 1 for t in todo}
     del state
 
-    t = time.perf_counter()
-    _connect(ray_address or os.environ.get("RAY_ADDRESS"), workers)
-    ray_connect = time.perf_counter() - t
     demand = task_demand(pipe)
     remote = ray.remote(process_asset).options(
         num_cpus=pipe.ray.cpus_per_task, num_gpus=pipe.ray.gpus_per_task, memory=pipe.ray.memory_bytes() or None,

@@ -90,3 +90,22 @@ def test_asset_names_that_need_changing_still_give_distinct_uids():
     assert len(set(uids)) == len(uids) and all("." not in u and u for u in uids)
     assert uid_from_path("猫.glb") == uid_from_path("/elsewhere/猫.glb") == "猫"  # stable, readable
     assert uid_from_path("a.b.glb").startswith("a-b-") and uid_from_path("été 2.glb").startswith("été-2-")
+
+
+def test_a_ray_address_nobody_listens_on_fails_at_once_and_writes_nothing(tmp_path):
+    """The driver reaches Ray before it writes anything: a wrong --ray-address is a one-line error
+    naming the address (not minutes of retries), and the output holds no run.json or journal, so the
+    corrected command is not refused as a settings change."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    out = tmp_path / "run"
+    pipelines = tmp_path / "pipelines.yaml"
+    pipelines.write_text("tiny:\n  source: {kind: demo}\n")
+    proc = subprocess.run(CLI + ["--pipelines-file", str(pipelines), "run", "tiny", "--out", str(out),
+                                 "--ray-address", f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"cannot reach the Ray cluster at 127.0.0.1:{port}" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (out / "run.json").exists() and not (out / "audit").exists()
