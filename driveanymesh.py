@@ -388,7 +388,7 @@ def main(argv=None) -> int:
                         "recorded in run.json, e.g. --set source.path=s3://bucket/assets/ --set render.samples=64")
     p.add_argument("--retry-errors", nargs="?", const="transient", choices=["transient", "all"],
                    help="process again the assets that ended in a transient error (download_failed, "
-                        "worker_lost, timeout, out_of_memory) instead of counting them as finished; "
+                        "worker_lost, timeout, out_of_memory, storage_error) instead of counting them as finished; "
                         "'--retry-errors all': every asset that ended in an error. The audit keeps every attempt")
     p.add_argument("--allow-config-change", action="store_true",
                    help="resume into an output made with other settings (recorded in run.json); without it "
@@ -500,9 +500,14 @@ def main(argv=None) -> int:
     except PipelineConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (ValueError, ConnectionError, OutputLocked) as exc:
+    except (ValueError, ConnectionError, OutputLocked, FileNotFoundError) as exc:  # the last: a path given, not there
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: whatever was finished is kept (run: the journal, the committed shards)
+        lead = "\n" if sys.stderr.isatty() else ""  # past the terminal's ^C or a progress bar
+        hint = "; run the same command to resume" if args.command == "run" else ""
+        print(f"{lead}interrupted{hint}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

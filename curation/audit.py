@@ -35,9 +35,11 @@ from dataset.storage import Store
 
 JOURNAL_DIR, TABLE = "audit", "audit.parquet"
 SEGMENT_ROWS = 2000  # bounds what one object-store flush rewrites
-# Errors that say nothing about the asset: the network, a lost node, a busy machine. `run
-# --retry-errors` processes assets that ended in one of these again (`--retry-errors all`: any error).
-TRANSIENT = ("download_failed", "worker_lost", "timeout", "out_of_memory")
+# Errors that say nothing about the asset: the network, a lost node, a busy machine, the output
+# store failing (see curation/task_errors.py). `run --retry-errors` processes assets that ended in one
+# of these again (`--retry-errors all`: any error). Not `error`, a task that raised otherwise (a bug):
+# retrying does not heal it.
+TRANSIENT = ("download_failed", "worker_lost", "timeout", "out_of_memory", "storage_error")
 COLUMNS = ["uid", "animation", "animation_index", "stage", "status", "rule", "reasons", "label", "split",
            "key", "values", "timings", "node_id", "host", "config_hash", "attempt", "recorded_at",
            "decided_before_render"]
@@ -339,7 +341,8 @@ def why(rows: list[dict], uid: str) -> str:
         anim = f" [{r['animation_index']}] {r['animation']!r}" if r.get("animation") is not None else ""
         extra = " ".join(f"{k}={r[k]}" for k in ("label", "split", "key") if r.get(k))
         lines.append(f"{r['stage']:<9} {r['status']:<9} {r.get('rule') or '-':<22}{anim} {extra}".rstrip())
-        lines += [f"    reason: {x}" for x in r.get("reasons") or []]
+        # a traceback's lines under the first one, indented
+        lines += ["    reason: " + str(x).replace("\n", "\n" + " " * 12) for x in r.get("reasons") or []]
         for k, v in sorted((r.get("values") or {}).items()):
             lines.append(f"    {k} = {json.dumps(v)}")
         if r.get("timings"):

@@ -7,7 +7,8 @@ and thumbnails to the store; shard writers (Ray actors) assemble shards from the
 only records decisions, chooses which keys go into which shard and commits the manifest. Render
 tasks ask Ray for exactly the pipeline's `ray:` resources, and the number in flight follows the live
 cluster (an autoscaler sees the demand). A lost worker is retried, then recorded; a failing asset is
-a recorded decision. Resumable: finished assets are read back from the audit journal and skipped, and
+a recorded decision, and so is a task that raised (`curation.task_errors`: a storage error, or a bug
+recorded with its traceback). Resumable: finished assets are read back from the audit journal and skipped, and
 what a killed run left half written is reconciled, so every accepted clip lands in exactly one shard;
 at the end the accepted keys of the audit are checked against the manifest.
 
@@ -37,6 +38,7 @@ from curation.clip_processing import process_clip
 from curation.output_lock import OutputLock
 from curation.pipeline_config import HASH_EXCLUDES, Pipeline
 from curation.splits import ATTRIBUTION_FIELDS, SPLITS_VALUES, build_splits, write_splits
+from curation.task_errors import classify as classify_task_error, is_storage_error
 from dataset.shard_writer import STAGING, ShardPlanner, load_manifest, read_tar_samples, stage_sample, \
     staged_path, write_shard
 from dataset.storage import TMP_MARK, Store, fetch_to, is_url
@@ -112,6 +114,8 @@ def process_asset(task: AssetTask, pipe: Pipeline, out: Store) -> list[dict]:
                     row, sample = process_clip(c["dir"], pipe.filters, pipe.split.test_fraction,
                                                pipe.dense.min_points, extra, out)
                 except Exception as exc:  # a clip the filters cannot read: recorded, others go on
+                    if is_storage_error(exc):  # the store or the scratch disk, not the clip: the task
+                        raise                  # is a transient storage_error, retried as a whole
                     row, sample = audit.row(task.uid, "filter", "error", rule="processing_error",
                                             reasons=[f"{type(exc).__name__}: {exc}"], animation=c["animation"],
                                             animation_index=c["animation_index"], key=c["key"]), None
@@ -319,66 +323,69 @@ def _run(pipe: Pipeline, out: Store, lock: OutputLock, ray_address: str | None, 
     del todo, tasks
     bound, checked = 0, -RESOURCES_EVERY_S
 
-    while True:
-        log.flush_if_due()
-        if lock.lost:
-            raise RuntimeError(f"another driver took over {out.root} (this one missed its heartbeats): stopping")
-        shard_queue += planner.next_shards(final=not queue and not renders)
-        while shard_queue and free_writers:
-            w = free_writers.pop()
-            job = shard_queue.pop(0)
-            packs[w.write.remote(out_ref, *job)] = (job, w)
-        if not (queue or renders or packs or shard_queue):
-            break
-        if time.perf_counter() - checked >= RESOURCES_EVERY_S:  # the live cluster, not its size at start
-            slots = task_slots(ray.cluster_resources(), demand)
-            bound = pipe.ray.max_in_flight or max(2 * slots, 2)
-            checked = time.perf_counter()
-        while queue and len(renders) < bound:
-            t = queue.pop()
-            renders[remote.remote(t, pipe_ref, out_ref)] = t
-        waiting = list(renders) + list(packs)
-        ready, rest = ray.wait(waiting, num_returns=1, timeout=RESOURCES_EVERY_S, fetch_local=False)
-        if ready and rest:  # everything else already done too: one pass handles them all
-            ready += ray.wait(rest, num_returns=len(rest), timeout=0, fetch_local=False)[0]
-        for ref in ready:
-            if ref in packs:
-                job, w = packs.pop(ref)
-                free_writers.append(w)
-                t = time.perf_counter()
+    try:
+        while True:
+            log.flush_if_due()
+            if lock.lost:
+                raise RuntimeError(f"another driver took over {out.root} (this one missed its heartbeats): stopping")
+            shard_queue += planner.next_shards(final=not queue and not renders)
+            while shard_queue and free_writers:
+                w = free_writers.pop()
+                job = shard_queue.pop(0)
+                packs[w.write.remote(out_ref, *job)] = (job, w)
+            if not (queue or renders or packs or shard_queue):
+                break
+            if time.perf_counter() - checked >= RESOURCES_EVERY_S:  # the live cluster, not its size at start
+                slots = task_slots(ray.cluster_resources(), demand)
+                bound = pipe.ray.max_in_flight or max(2 * slots, 2)
+                checked = time.perf_counter()
+            while queue and len(renders) < bound:
+                t = queue.pop()
+                renders[remote.remote(t, pipe_ref, out_ref)] = t
+            waiting = list(renders) + list(packs)
+            ready, rest = ray.wait(waiting, num_returns=1, timeout=RESOURCES_EVERY_S, fetch_local=False)
+            if ready and rest:  # everything else already done too: one pass handles them all
+                ready += ray.wait(rest, num_returns=len(rest), timeout=0, fetch_local=False)[0]
+            for ref in ready:
+                if ref in packs:
+                    job, w = packs.pop(ref)
+                    free_writers.append(w)
+                    t = time.perf_counter()
+                    try:
+                        entry = ray.get(ref)
+                    except ray.exceptions.RayError as exc:  # storage failing past the retries: stop, resumable
+                        raise RuntimeError(f"writing shard {job[0]} to {out.root} failed: {exc}") from exc
+                    driver_timings["pack_tasks"] += entry["seconds"]
+                    log.flush()  # the journal holds every key of the shard before the manifest lists it
+                    planner.commit(entry)
+                    driver_timings["pack_commit"] += time.perf_counter() - t
+                    continue
+                task = renders.pop(ref)
                 try:
-                    entry = ray.get(ref)
-                except ray.exceptions.RayError as exc:  # storage failing past the retries: stop, resumable
-                    raise RuntimeError(f"writing shard {job[0]} to {out.root} failed: {exc}") from exc
-                driver_timings["pack_tasks"] += entry["seconds"]
-                log.flush()  # the journal holds every key of the shard before the manifest lists it
-                planner.commit(entry)
-                driver_timings["pack_commit"] += time.perf_counter() - t
-                continue
-            task = renders.pop(ref)
-            try:
-                rows = ray.get(ref)
-            except Exception as exc:  # the worker was lost past its retries
-                lost = audit.row(task.uid, "render", "error", rule="worker_lost", reasons=[str(exc)[-500:]])
-                rows = [lost, asset_row(task.uid, [lost])]
-            for r in rows:
-                r["attempt"] = attempts.get(task.uid, 1)
-            log.record(rows)
-            surplus = []
-            for r in rows:
-                if r["stage"] == "filter":
-                    counts["accepted" if r["status"] == "accepted" else "rejected"] += 1
-                    if r["status"] == "accepted" and not planner.add(r["label"], r["split"], r["key"],
-                                                                     r["values"].get("staged_bytes", 0)):
-                        surplus.append(staged_path(r["label"], r["split"], r["key"]))
-                elif r["stage"] == "render" and r["status"] == "rejected":
-                    counts["rejected"] += 1
-                elif r["status"] == "error" and r["stage"] != "asset":
-                    counts["failed"] += 1
-            out.delete(surplus)  # a clip already in a shard, made again: its new staged copy goes
-            bar.update(1)
-            bar.set_postfix(counts, refresh=False)
-    bar.close()
+                    rows = ray.get(ref)
+                except Exception as exc:  # its worker or node lost past its retries, or the task raised
+                    rule, reasons = classify_task_error(exc)  # worker_lost, storage_error, error, ...
+                    failed = audit.row(task.uid, "render", "error", rule=rule, reasons=reasons)
+                    rows = [failed, asset_row(task.uid, [failed])]
+                for r in rows:
+                    r["attempt"] = attempts.get(task.uid, 1)
+                log.record(rows)
+                surplus = []
+                for r in rows:
+                    if r["stage"] == "filter":
+                        counts["accepted" if r["status"] == "accepted" else "rejected"] += 1
+                        if r["status"] == "accepted" and not planner.add(r["label"], r["split"], r["key"],
+                                                                         r["values"].get("staged_bytes", 0)):
+                            surplus.append(staged_path(r["label"], r["split"], r["key"]))
+                    elif r["stage"] == "render" and r["status"] == "rejected":
+                        counts["rejected"] += 1
+                    elif r["status"] == "error" and r["stage"] != "asset":
+                        counts["failed"] += 1
+                out.delete(surplus)  # a clip already in a shard, made again: its new staged copy goes
+                bar.update(1)
+                bar.set_postfix(counts, refresh=False)
+    finally:  # on Ctrl-C or an error too: the bar is drawn for the last time before its message
+        bar.close()
     driver_timings["loop"] = time.perf_counter() - started
     log.close()
     planner.consolidate()
