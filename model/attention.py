@@ -44,14 +44,18 @@ class Attention(nn.Module):
         return t.view(b, n, self.heads, d // self.heads).transpose(1, 2)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
-                key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """`key_mask` (B, keys) bool: True where a key may be attended to (each row needs one)."""
+                key_mask: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """`key_mask` (B, keys) bool: True where a key may be attended to (each row needs one).
+        `bias` (B, heads, queries, keys) float: added to the attention logits."""
         context = x if context is None else context
         q = self._split_heads(self.to_q(x))
         k, v = (self._split_heads(t) for t in self.to_kv(context).chunk(2, dim=-1))
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         mask = None if key_mask is None else key_mask[:, None, None, :]
+        if bias is not None:
+            bias = bias.to(q.dtype)
+            mask = bias if mask is None else bias.masked_fill(~mask, float("-inf"))
         if q.shape[0] <= _SDPA_MAX_BATCH:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         else:
@@ -104,13 +108,13 @@ class ResidualAttention(nn.Module):
         self.context_norm = nn.LayerNorm(context_dim) if context_dim is not None else None
         self.attention = Attention(dim, heads, context_dim, qk_norm)
 
-    def forward(self, x, context=None, cond=None, key_mask=None):
+    def forward(self, x, context=None, cond=None, key_mask=None, bias=None):
         h, gate = self.norm(x, cond)
         if self.context_norm is not None:
             if context is None:
                 raise ValueError("cross-attention sub-layer needs a context tensor (batch, tokens, context_dim)")
             context = self.context_norm(context)
-        return x + gate * self.attention(h, context, key_mask)
+        return x + gate * self.attention(h, context, key_mask, bias)
 
 
 class ResidualFeedForward(nn.Module):
@@ -149,5 +153,5 @@ class CrossAttentionBlock(nn.Module):
         self.attention = ResidualAttention(dim, heads, context_dim, cond_dim, qk_norm)
         self.feed_forward = ResidualFeedForward(dim, cond_dim)
 
-    def forward(self, x, context=None, cond=None, key_mask=None):
-        return self.feed_forward(self.attention(x, context, cond, key_mask), cond)
+    def forward(self, x, context=None, cond=None, key_mask=None, bias=None):
+        return self.feed_forward(self.attention(x, context, cond, key_mask, bias), cond)

@@ -2,6 +2,7 @@
 CPU, tiny configurations, whole file well under a minute."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -88,6 +89,71 @@ def test_vae_decode_chunked_equals_unchunked_and_any_query_count():
     torch.testing.assert_close(vae.decode(z, queries, chunk_size=7), whole, atol=1e-5, rtol=0)
     few = vae.decode(z, queries[:, :5])
     torch.testing.assert_close(few, whole[:, :5], atol=1e-5, rtol=0)  # a query's answer ignores other queries
+
+
+def test_ray_bias_peaks_at_the_token_whose_cell_shows_the_point():
+    """The fusion's ray bias is largest at the image token whose cell the point projects into, in
+    every view: a wrong ray-distance formula or token order would peak elsewhere."""
+    from dataset.view_tensors import plucker_rays
+
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(VAEConfig.tiny(), fusion_ray_bias=True, views=3, image_size=64)  # 16 x 16 cells
+    vae = VAE(cfg)
+    size, cells = cfg.image_size, 2 * (cfg.image_size // cfg.patch_size)
+    cell_px = size // cells
+    K = np.array([[40.0, 0, (size - 1) / 2], [0, 40.0, (size - 1) / 2], [0, 0, 1]])
+    cameras = []
+    for azimuth in (0.0, 1.2, 2.5):  # cameras on a circle looking at the origin, OpenCV convention
+        c, s_ = math.cos(azimuth), math.sin(azimuth)
+        R = np.array([[c, s_, 0.0], [0.0, 0.0, -1.0], [-s_, c, 0.0]])
+        w2c = np.eye(4)
+        w2c[:3, :3], w2c[:3, 3] = R, [0.0, 0.0, 2.5]
+        cameras.append(w2c)
+    views = torch.zeros(1, 3, 9, size, size)
+    views[0, :, 3:] = torch.as_tensor(np.stack([plucker_rays(K, w, size) for w in cameras]))
+    # a point on the ray through the centre of cell (row 5, column 9) of view 0, at depth 2.3
+    row, col = 5, 9
+    u, v = col * cell_px + (cell_px - 1) / 2, row * cell_px + (cell_px - 1) / 2
+    R, t = cameras[0][:3, :3], cameras[0][:3, 3]
+    point = R.T @ (2.3 * np.linalg.inv(K) @ np.array([u, v, 1.0]) - t)
+    anchors = torch.as_tensor(point, dtype=torch.float32)[None, None]
+    with torch.no_grad():
+        bias = vae.ray_bias(anchors, views)[0, 0, 0].reshape(3, cells, cells)   # head 0, the one anchor
+    for view, w2c in enumerate(cameras):
+        pc = w2c[:3, :3] @ point + w2c[:3, 3]
+        pu, pv = (K @ pc)[:2] / pc[2]
+        want = np.array([(pv + 0.5) // cell_px, (pu + 0.5) // cell_px], dtype=int)
+        assert ((want >= 0) & (want < cells)).all(), (view, want)   # the point is in every view
+        peak = int(bias[view].argmax())
+        got = np.array([peak // cells, peak % cells])
+        # exact where the point is a cell's centre (view 0); elsewhere a point near a cell's edge may
+        # be nearer the neighbour's mean ray
+        assert np.abs(got - want).max() <= (0 if view == 0 else 1), (view, got, want)
+    assert float(bias[0, row, col]) > -1e-3  # the point lies on that cell's ray
+
+
+def test_decoder_anchor_bias_ties_a_query_to_the_latents_of_its_anchors():
+    """With the decoder's anchor bias a query point's answer depends on the latents of the anchors near
+    it far more than on a distant anchor's; the decoder refuses to run without the anchors."""
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(VAEConfig.tiny(), decoder_anchor_bias=True, bias_width_min=0.05,
+                              bias_width_max=0.1)
+    vae = VAE(cfg).eval()
+    _switch_on_zero_init(vae)
+    anchors = torch.stack([torch.linspace(-0.5, 0.5, cfg.num_latents), torch.zeros(cfg.num_latents),
+                           torch.zeros(cfg.num_latents)], dim=-1)[None]
+    query = anchors[:, :1] + 0.01                                           # next to anchor 0
+    z = torch.randn(1, cfg.num_latents, cfg.latent_channels)
+    with pytest.raises(ValueError, match="anchor"):
+        vae.decode(z, query)
+    base = vae.decode(z, query, anchors=anchors)
+    near, far = z.clone(), z.clone()
+    near[:, 0] += 1.0
+    far[:, -1] += 1.0
+    # the decoder's self-attention mixes latents, so the far change is not zero, but much smaller
+    moved_near = float((vae.decode(near, query, anchors=anchors) - base).norm())
+    moved_far = float((vae.decode(far, query, anchors=anchors) - base).norm())
+    assert moved_near > 3 * moved_far, (moved_near, moved_far)
 
 
 def test_vae_loss_matches_hand_computation():
