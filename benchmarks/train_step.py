@@ -235,12 +235,13 @@ def generation_figure(args, vae, precond, vcfg, dcfg, edm, device):
         sync(device)
         t0 = time.perf_counter()
         with autocast, torch.no_grad():
-            condition = precond.net.condition(p1, video, anchor_points(p1, M))  # once per clip, as the sampler does
+            anchors = anchor_points(p1, M)
+            condition = precond.net.condition(p1, video, anchors)  # once per clip, as the sampler does
             z = heun_sample(precond, (1, Tg, M, dcfg.latent_channels), edm, condition=condition)
             sync(device)
             t1 = time.perf_counter()
             for t in range(Tg):
-                vae.decode(z[:, t], queries, chunk_size=16_384)
+                vae.decode(z[:, t], queries, chunk_size=16_384, anchors=anchors)
         sync(device)
         times.append((t1 - t0, time.perf_counter() - t1))
     s, d = times[-1]

@@ -111,7 +111,7 @@ def evaluate_clip(clip: ClipSample, vae, objective, data: LoaderConfig, eval_poi
         if render is not None else None
 
     def decode(z, at):
-        return torch.cat([vae.decode(z[t:t + 1], at, chunk) for t in range(T)])
+        return torch.cat([vae.decode(z[t:t + 1], at, chunk, anchors=anchors[:1]) for t in range(T)])
 
     predictions = {}
     for name, z in latents.items():

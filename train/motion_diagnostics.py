@@ -70,8 +70,8 @@ def vae_clip_scores(vae, batch: dict) -> dict[str, float]:
     anchors = batch["anchors"] if "anchors" in batch else \
         anchor_points(p1[:1], vae.cfg.num_latents).expand(len(p1), -1, -1)
     mean, _ = vae.encode(p1, views, anchors)
-    pred = vae.decode(mean, p1)
-    swapped = vae.decode(vae.encode(p1, views.flip(0), anchors)[0], p1)
+    pred = vae.decode(mean, p1, anchors=anchors)
+    swapped = vae.decode(vae.encode(p1, views.flip(0), anchors)[0], p1, anchors=anchors)
     return {**scores(pred, true), **collapse_scores(mean, pred, swapped, true)}
 
 

@@ -234,7 +234,7 @@ class DiffusionObjective(Objective):
         p1, true = batch["p1"][:1].to(device), batch["pt"].to(device)
         video = torch.as_tensor(clip_video(clip, data.video_view, self.precond.net.cfg.image_size), device=device)[None]
         z = self.sample(p1, video, generator)[0]                                    # (T, M, C0)
-        pred = self.vae.decode(z, p1.expand(len(z), -1, -1))
+        pred = self.vae.decode(z, p1.expand(len(z), -1, -1), anchors=self.anchors(p1).expand(len(z), -1, -1))
         return motion_diagnostics.scores(pred, true)
 
     @torch.no_grad()
