@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 
 import pyarrow.parquet as pq
 import pytest
@@ -116,21 +116,33 @@ def test_ctrl_c_stops_a_run_with_one_line_and_the_same_command_finishes_it(tmp_p
     from tests.test_pipeline import journal_rows
 
     out = tmp_path / "run"
-    names = ["rigid_spinner", "static_statue", "multi_anim"]
+    names = ["rigid_spinner", "static_statue", "multi_anim", "blob_shapekeys", "runaway"]
     pipelines = tiny_pipelines_file(tmp_path, [demo_assets[n]["path"] for n in names])
     cmd = CLI + ["--pipelines-file", pipelines, "run", "tiny", "--out", str(out), "--workers", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    while not journal_rows(out, stage="asset"):  # an event: one asset finished
-        assert proc.poll() is None, "the run ended before Ctrl-C"
-        time.sleep(0.2)
+    seen, first_done = [], threading.Event()
+
+    def read_stderr():  # the progress bar's "1/5": an event of the driver's loop, not of a clock
+        while ch := proc.stderr.read(1):
+            seen.append(ch)
+            if ch == "[" and f" 1/{len(names)} " in "".join(seen[-40:]):
+                first_done.set()
+        first_done.set()
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    first_done.wait()
+    assert proc.poll() is None, "the run ended before Ctrl-C"
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole foreground group
-    _, stderr = proc.communicate(timeout=300)
+    proc.wait(timeout=300)
+    reader.join(timeout=60)
+    stderr = "".join(seen)
     assert proc.returncode == 130, stderr[-3000:]
     assert "\ninterrupted; run the same command to resume\n" in stderr, repr(stderr[-1500:])
     assert "Traceback" not in stderr
 
     again = subprocess.run(cmd, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "verified: 4 accepted clips" in again.stdout  # rigid_spinner_0, multi_anim_0..2
+    assert "verified: 5 accepted clips" in again.stdout  # rigid_spinner_0, multi_anim_0..2, blob_shapekeys_0
     uids = [r["uid"] for r in journal_rows(out, stage="asset")]
     assert sorted(uids) == sorted(names)  # each asset finished once: none lost, none done twice
