@@ -119,7 +119,9 @@ def test_ctrl_c_stops_a_run_with_one_line_and_the_same_command_finishes_it(tmp_p
     names = ["rigid_spinner", "static_statue", "multi_anim", "blob_shapekeys", "runaway"]
     pipelines = tiny_pipelines_file(tmp_path, [demo_assets[n]["path"] for n in names])
     cmd = CLI + ["--pipelines-file", pipelines, "run", "tiny", "--out", str(out), "--workers", "1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # SIGINT as in a terminal's foreground job: a shell's background job (a CI runner's) ignores it
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen, first_done = [], threading.Event()
 
     def read_stderr():  # the progress bar's "1/5": an event of the driver's loop, not of a clock
