@@ -121,8 +121,9 @@ def score(vae_path: str, diffusion_path: str, clips: list[ClipSample], pairs: in
         recon.append(motion_diagnostics.vae_clip_scores(vae, batch))
         video = torch.as_tensor(clip_video(clip, data.video_view, size))[None]
         p1 = batch["p1"][:1]
-        z = objective.sample(p1, video, torch.Generator().manual_seed(i))[0]
-        pred = vae.decode(z, p1.expand(len(z), -1, -1), anchors=objective.anchors(p1).expand(len(z), -1, -1))
+        anchors = objective.anchors(p1)
+        z = objective.sample(p1, video, torch.Generator().manual_seed(i), anchors)[0]
+        pred = vae.decode(z, p1.expand(len(z), -1, -1), anchors=anchors.expand(len(z), -1, -1))
         gen.append(motion_diagnostics.scores(pred, batch["pt"]))
         generated.append(pred)
         truths.append(batch["pt"])
@@ -134,9 +135,9 @@ def score(vae_path: str, diffusion_path: str, clips: list[ClipSample], pairs: in
         b = (a + 1 + a // len(clips)) % len(clips)
         if b == a or videos[a].shape[1] != videos[b].shape[1]:
             continue
-        z = objective.sample(p1s[a], videos[b], torch.Generator().manual_seed(1000 + a))[0]
-        driven = motion_profile(vae.decode(z, p1s[a].expand(len(z), -1, -1),
-                                           anchors=objective.anchors(p1s[a]).expand(len(z), -1, -1)))
+        anchors = objective.anchors(p1s[a])
+        z = objective.sample(p1s[a], videos[b], torch.Generator().manual_seed(1000 + a), anchors)[0]
+        driven = motion_profile(vae.decode(z, p1s[a].expand(len(z), -1, -1), anchors=anchors.expand(len(z), -1, -1)))
         toward += correlation(driven, motion_profile(truths[b])) > correlation(driven, motion_profile(truths[a]))
         tried += 1
     mean = motion_diagnostics.mean_scores

@@ -69,9 +69,9 @@ def drive(mesh: str, video: str, vae_checkpoint: str, diffusion_checkpoint: str,
     gen = torch.Generator(device).manual_seed(seed)
     p1_t = torch.as_tensor(p1, device=device)[None]
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        z = objective.sample(p1_t, torch.as_tensor(clip, device=device)[None], gen)  # (1, T, M, C0)
+        anchors = objective.anchors(p1_t)                                         # the sampler's and the decoder's
+        z = objective.sample(p1_t, torch.as_tensor(clip, device=device)[None], gen, anchors)  # (1, T, M, C0)
         queries = torch.as_tensor(verts, device=device)[None]
-        anchors = objective.anchors(p1_t)
         decoded = np.stack([vae.decode(z[:, t].float(), queries, chunk_size, anchors)[0].float().cpu().numpy()
                             for t in range(frames)])                              # (T, V, 3) normalised
     refined = refine_trajectory(decoded, delta)

@@ -233,17 +233,20 @@ class DiffusionObjective(Objective):
         batch = vae_clip_batch(clip, data)
         p1, true = batch["p1"][:1].to(device), batch["pt"].to(device)
         video = torch.as_tensor(clip_video(clip, data.video_view, self.precond.net.cfg.image_size), device=device)[None]
-        z = self.sample(p1, video, generator)[0]                                    # (T, M, C0)
-        pred = self.vae.decode(z, p1.expand(len(z), -1, -1), anchors=self.anchors(p1).expand(len(z), -1, -1))
+        anchors = self.anchors(p1)                                                  # once: the sampler's and the decoder's
+        z = self.sample(p1, video, generator, anchors)[0]                           # (T, M, C0)
+        pred = self.vae.decode(z, p1.expand(len(z), -1, -1), anchors=anchors.expand(len(z), -1, -1))
         return motion_diagnostics.scores(pred, true)
 
     @torch.no_grad()
-    def sample(self, p1: torch.Tensor, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, p1: torch.Tensor, video: torch.Tensor, generator: torch.Generator | None = None,
+               anchors: torch.Tensor | None = None) -> torch.Tensor:
         """Latents (B, T, M, C0) of the frames of `video` (B, T, 3, H, W) for the rest points p1 (B, N, 3),
-        by the Heun sampler from pure noise, in the VAE's own latent scale."""
+        by the Heun sampler from pure noise, in the VAE's own latent scale. `anchors`: P1's anchor points
+        when the caller has them (it decodes with them too), else computed here."""
         precond = self.sampling_precond
         B, T = video.shape[:2]
         shape = (B, T, self.vae.cfg.num_latents, self.vae.cfg.latent_channels)
         # The condition once per clip, not at each of the sampler's 35 evaluations.
-        condition = precond.net.condition(p1, video, self.anchors(p1))
+        condition = precond.net.condition(p1, video, self.anchors(p1) if anchors is None else anchors)
         return self.denormalise(heun_sample(precond, shape, self.edm, generator, condition=condition))
