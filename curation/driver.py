@@ -42,6 +42,7 @@ from curation.task_errors import classify as classify_task_error, is_storage_err
 from dataset.shard_writer import STAGING, ShardPlanner, load_manifest, read_tar_samples, stage_sample, \
     staged_path, write_shard
 from dataset.storage import TMP_MARK, Store, fetch_to, is_url
+from render.clip_writer import is_clip_key_of
 from render.launcher import render_asset, uid_from_path
 
 # Render outcomes that say what the asset is, not that something went wrong: rejections.
@@ -138,6 +139,17 @@ def process_asset(task: AssetTask, pipe: Pipeline, out: Store) -> list[dict]:
                           timings))
     node = _node()
     return [{**r, **node} for r in rows]
+
+
+def _strays_of(out: Store, planner: ShardPlanner, uid: str) -> list[str]:
+    """The staged samples of `uid` that the planner does not hold: what a task that raised after
+    staging some of its clips leaves behind."""
+    strays = []
+    for p in out.list(STAGING):
+        key = p.rsplit("/", 1)[-1][: -len(".tar")]
+        if is_clip_key_of(key, uid) and not planner.knows(key):
+            strays.append(p)
+    return strays
 
 
 def attribution(task: AssetTask) -> dict:
@@ -367,6 +379,8 @@ def _run(pipe: Pipeline, out: Store, lock: OutputLock, ray_address: str | None, 
                     rule, reasons = classify_task_error(exc)  # worker_lost, storage_error, error, ...
                     failed = audit.row(task.uid, "render", "error", rule=rule, reasons=reasons)
                     rows = [failed, asset_row(task.uid, [failed])]
+                    # clips it staged before it failed are no accepted clip of a finished asset
+                    out.delete(_strays_of(out, planner, task.uid))
                 for r in rows:
                     r["attempt"] = attempts.get(task.uid, 1)
                 log.record(rows)

@@ -123,6 +123,7 @@ class ShardPlanner:
         self.manifest = load_manifest(store)
         self.packed = {k for s in self.manifest["shards"] for k in s["keys"]}
         self.pending: dict[tuple[str, str], dict[str, int]] = {}  # (label, split) -> key -> staged bytes
+        self.writing: set[str] = set()  # keys of shards handed out by next_shards and not yet committed
         self._pending_bytes: dict[tuple[str, str], int] = {}
         self._commits = 0
         # shard numbers per (label, split): the next new one, and numbers freed below it
@@ -174,6 +175,10 @@ class ShardPlanner:
             self._pending_bytes[group] = self._pending_bytes.get(group, 0) + nbytes
         return True
 
+    def knows(self, key: str) -> bool:
+        """Whether `key`'s staged sample is this planner's: packed, pending or being written."""
+        return key in self.packed or key in self.writing or any(key in keys for keys in self.pending.values())
+
     def _full(self, group) -> bool:
         return len(self.pending[group]) >= self.max_samples or self._pending_bytes[group] >= self.max_bytes
 
@@ -193,6 +198,7 @@ class ShardPlanner:
                     size += keys[key]
                 for key in batch:
                     self._pending_bytes[group] -= keys.pop(key)
+                self.writing.update(batch)
                 out.append((self._name(*group), group[0], group[1], batch))
         return out
 
@@ -214,6 +220,7 @@ class ShardPlanner:
         self.store.write(entry_path(entry["path"]), json.dumps(entry).encode())
         self.manifest["shards"].append(entry)
         self.packed.update(entry["keys"])
+        self.writing.difference_update(entry["keys"])
         self.store.delete([staged_path(entry["label"], entry["split"], k) for k in entry["keys"]])
         self._commits += 1
         if self._commits % CONSOLIDATE_EVERY == 0:
@@ -229,5 +236,6 @@ class ShardPlanner:
     def release(self, rel: str, label: str, split: str, keys: list[str], sizes: dict[str, int] | None = None) -> None:
         """A shard that could not be written: its keys are pending again, its number free again."""
         heapq.heappush(self._free.setdefault((label, split), []), int(rel.rsplit("-", 1)[1][:-len(".tar")]))
+        self.writing.difference_update(keys)
         for key in keys:
             self.add(label, split, key, (sizes or {}).get(key, 0))

@@ -22,7 +22,7 @@ import bpy  # noqa: E402
 import numpy as np  # noqa: E402
 
 from render import cameras, engine, geometry, lighting, scene, texture_evidence
-from render.clip_writer import ClipWriter
+from render.clip_writer import ClipWriter, clip_key
 from render.keyframes import ClipTooShort, choose_windows, clip_seed
 from render.settings import JobSettings
 
@@ -135,7 +135,7 @@ def _one_clip(uid, index, w, action, base, keyframes, subframes, window, cseed, 
     """Render (or decide before rendering) one window of one animation and commit its folder: the
     clip's entry, or a skipped entry with its reason."""
     rs = job.render
-    key = f"{uid}_{index}" if w == 0 else f"{uid}_{index}_w{w}"
+    key = clip_key(uid, index, w)
     writer = ClipWriter(out_dir, key)
     try:
         report = functools.partial(progress, animation=action.name, clip=index + 1,

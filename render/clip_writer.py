@@ -7,12 +7,25 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 
 import numpy as np
 from PIL import Image
 
 TMP_PREFIX = ".tmp-"
+_KEY_TAIL = re.compile(r"_\d+(_w\d+)?")
+
+
+def clip_key(uid: str, animation_index: int, window: int = 0) -> str:
+    """A clip's key: its asset's uid, the animation's index, and the window's when there are several."""
+    return f"{uid}_{animation_index}" if window == 0 else f"{uid}_{animation_index}_w{window}"
+
+
+def is_clip_key_of(key: str, uid: str) -> bool:
+    """Whether `key` names a clip of `uid` (not of a uid that merely starts with it: `a_1_0` is a
+    clip of `a_1`, not of `a`)."""
+    return key.startswith(uid) and _KEY_TAIL.fullmatch(key[len(uid):]) is not None
 
 
 class ClipWriter:

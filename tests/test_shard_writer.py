@@ -136,3 +136,23 @@ def test_shards_are_bounded_by_bytes_and_commits_append_entries(store, monkeypat
     assert sorted(read_back(store)) == sorted(sizes)  # readers see manifest.json plus the entries
     from dataset.shard_list import manifest_shards
     assert len(manifest_shards(store.url("manifest.json"))) == 4
+
+
+def test_the_planner_knows_a_key_from_staging_to_its_shard(tmp_path):
+    from render.clip_writer import clip_key, is_clip_key_of
+
+    store = Store(str(tmp_path / "out"))
+    planner = ShardPlanner(store, max_samples=2)
+    for key in ("a_0", "a_1"):
+        stage_sample(store, "textured", "train", sample(key))
+    planner.add("textured", "train", "a_0")
+    assert planner.knows("a_0") and not planner.knows("a_1")  # pending; staged but not the planner's
+    planner.add("textured", "train", "a_1")
+    (rel, label, split, keys), = planner.next_shards()
+    assert planner.knows("a_0") and planner.knows("a_1")  # being written
+    planner.commit(write_shard(store, rel, label, split, keys))
+    assert planner.knows("a_0") and not planner.writing  # packed
+
+    assert is_clip_key_of(clip_key("a", 1), "a") and is_clip_key_of(clip_key("a", 1, 2), "a")
+    assert not is_clip_key_of(clip_key("a_1", 0), "a")  # a uid that starts with another is not it
+    assert is_clip_key_of(clip_key("a_1", 0), "a_1") and not is_clip_key_of("ab_0", "a")

@@ -102,6 +102,29 @@ def test_a_broken_output_store_is_a_storage_error_that_retry_heals(tmp_path, dem
     assert "verified: 1 accepted clips" in again.stdout
 
 
+@pytest.mark.slow
+def test_a_task_that_fails_after_staging_a_clip_leaves_nothing_staged(tmp_path, demo_assets):
+    from curation.clip_processing import thumb_path
+
+    out = tmp_path / "run"
+    blocked = out / thumb_path("multi_anim_1")
+    blocked.mkdir(parents=True)  # a folder where the second clip's thumbnail goes: that write fails
+    pipelines = tiny_pipelines_file(tmp_path, [demo_assets["multi_anim"]["path"]])
+    cmd = CLI + ["--pipelines-file", pipelines, "run", "tiny", "--out", str(out), "--workers", "1"]
+    first = subprocess.run(cmd, capture_output=True, text=True)
+    table = pq.read_table(out / "audit.parquet").to_pandas()
+    asset = table[(table.stage == "asset")].iloc[0]
+    assert asset.rule == "storage_error", (asset.rule, first.stderr[-2000:])
+    staged = [p for p in (out / "staging").rglob("*") if p.is_file()] if (out / "staging").exists() else []
+    assert staged == [], staged  # multi_anim's other clips were staged before the failure: removed
+    assert first.returncode == 0 and "verified: 0 accepted clips" in first.stdout, first.stdout[-2000:]
+
+    blocked.rmdir()  # the store is fixed
+    again = subprocess.run(cmd + ["--retry-errors"], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "verified: 3 accepted clips" in again.stdout
+
+
 def test_a_source_path_that_is_not_there_is_a_one_line_error(tmp_path):
     pipelines = tmp_path / "pipelines.yaml"
     pipelines.write_text(f"tiny:\n  source: {{kind: local, path: {tmp_path / 'nowhere'}}}\n")
