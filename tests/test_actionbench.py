@@ -220,3 +220,37 @@ def test_actionbench_alignment_scales_each_axis_as_the_reference():
     assert cd(axis_scaled, "similarity") > 1.15 * cd(copy, "similarity")
     with pytest.raises(ValueError, match="alignment must be one of"):
         cd(copy, "umeyama")
+
+
+def test_the_cpu_stand_in_for_pytorch3d_matches_the_formulas_the_reference_relies_on(monkeypatch):
+    """benchmarks/pytorch3d_cpu serves the reference's PyTorch3D imports in the agreement benchmark:
+    its Euler starts are ours, its chamfer_distance the brute-force squared one, and its composed
+    Scale / Rotate / Translate the reference's own `s * x @ R + T`."""
+    import torch
+
+    from train.actionbench import actionbench_start_rotations
+
+    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks", "pytorch3d_cpu"))
+    from pytorch3d.loss import chamfer_distance
+    from pytorch3d.transforms import euler_angles_to_matrix, rotation_6d_to_matrix, transform3d
+
+    deg = torch.pi / 180
+    azim = torch.tensor([0] * 4 + [90] * 4 + [180] * 4 + [270] * 4 + [0] * 4 + [90] * 4, dtype=torch.float32) * deg
+    elev = torch.tensor([0] * 16 + [90] * 2 + [-90] * 2 + [90] * 2 + [-90] * 2, dtype=torch.float32) * deg
+    roll = torch.tensor([0, 90, 180, 270] * 4 + [0, 90] * 4, dtype=torch.float32) * deg
+    starts = euler_angles_to_matrix(torch.stack((azim, elev, roll), -1), "XYZ")
+    assert np.allclose(starts.numpy(), actionbench_start_rotations(), atol=1e-6)
+
+    x = torch.as_tensor(asymmetric_cloud(300, seed=3), dtype=torch.float32)[None].repeat(2, 1, 1)
+    y = torch.as_tensor(asymmetric_cloud(200, seed=4), dtype=torch.float32)[None].repeat(2, 1, 1) * 1.1
+    d = torch.cdist(x, y).pow(2)
+    loss, _ = chamfer_distance(x, y, batch_reduction=None)
+    assert torch.allclose(loss, d.min(2).values.mean(1) + d.min(1).values.mean(1), rtol=1e-5)
+
+    r = rotation_6d_to_matrix(torch.tensor([[1.0, 0.2, 0.0, 0.1, 1.0, 0.3]]))
+    assert torch.allclose(r @ r.transpose(1, 2), torch.eye(3)[None], atol=1e-6)
+    s, t = torch.tensor([[0.8, 1.2, 1.0]]), torch.tensor([[0.1, -0.2, 0.3]])
+    moved = transform3d.Scale(s).compose(transform3d.Rotate(r), transform3d.Translate(t)).transform_points(x[0])
+    assert torch.allclose(moved, s * x[0] @ r[0] + t, atol=1e-6)
+    both = transform3d.Scale(s).stack(transform3d.Translate(t)).transform_points(x)  # one transform per frame
+    assert torch.allclose(both[0], x[0] * s) and torch.allclose(both[1], x[1] + t)
