@@ -25,7 +25,7 @@ $(PY):
 # torch first: the pinned CPU wheel; an unpinned resolve would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,cluster]'
 	# LPIPS's own linear-layer weights; without its declared torchvision (whose wheel does not load beside the CPU torch).
 	$(PY) -m pip install --quiet --no-deps lpips==0.1.4
 	touch $(STAMP)

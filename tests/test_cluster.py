@@ -18,6 +18,7 @@ from curation.clip_processing import thumb_path
 from dataset.storage import Store, register_with_webdataset
 
 pytestmark = pytest.mark.slow
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLI = [sys.executable, "-m", "driveanymesh"]
 NAMES = ["rigid_spinner", "static_statue", "blob_shapekeys", "runaway"]
 ACCEPTED = {"rigid_spinner_0", "blob_shapekeys_0"}
@@ -128,23 +129,46 @@ def stop(node: subprocess.Popen) -> None:
         node.wait()
 
 
-def test_two_ray_nodes_without_a_shared_output_folder(reference, s3_bucket, demo_assets):
-    """Render tasks need a resource only the second node has; assets and outputs are in the bucket."""
+def ray_cli(*args: str, env) -> subprocess.CompletedProcess:
+    return subprocess.run([os.path.join(os.path.dirname(sys.executable), "ray"), *args], env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_a_job_submitted_to_two_authenticated_nodes_renders_from_and_to_the_bucket(reference, s3_bucket,
+                                                                                    demo_assets, tmp_path):
+    """CLUSTER.md's path: a generated token on every node and the submitter (RAY_AUTH_MODE=token,
+    RAY_AUTH_TOKEN), the job server of the project's own install (its `cluster` extra), `ray job submit
+    --working-dir .`; render tasks need a resource only the second node has; assets and outputs are in
+    the bucket. A client without the token, or with another, is refused."""
+    import secrets
+
     source = upload_assets(s3_bucket["url"], demo_assets)
     out = f"{s3_bucket['url']}/run"
-    address = f"127.0.0.1:{free_port()}"
-    # `ray start` clusters authenticate with a token (Ray writes one to ~/.ray/auth_token); a driver
-    # given an explicit address uses it only when told to, as a user's must be
-    env = {**s3_bucket["env"], "RAY_AUTH_MODE": "token"}
+    port, dashboard = free_port(), free_port()
+    address, jobs = f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}"
+    home = tmp_path / "home"
+    home.mkdir()  # no ~/.ray/auth_token from this machine's history: the token comes from the environment
+    plain = {**s3_bucket["env"], "HOME": str(home)}
+    plain = {k: v for k, v in plain.items() if not k.startswith("RAY_AUTH")}
+    env = {**plain, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths have a length limit
-    head = ray_start("--head", "--port", address.split(":")[1], "--num-cpus", "1", "--temp-dir", temp,
-                     "--include-dashboard", "false", env=env)
+    head = ray_start("--head", "--port", str(port), "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
+                     "--temp-dir", temp, "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard), env=env)
     renderer = None
     try:
-        renderer = ray_start("--address", address, "--num-cpus", "2", "--resources", '{"render": 2}', env=env)
+        renderer = ray_start("--address", address, "--node-ip-address", "127.0.0.1", "--num-cpus", "2",
+                             "--resources", '{"render": 2}', env=env)
+        for _ in range(60):  # the job server answers once the head's dashboard is up (each try a few s)
+            if (listed := ray_cli("job", "list", "--address", jobs, env=env)).returncode == 0:
+                break
+            assert head.poll() is None, "the head stopped"
+        assert listed.returncode == 0, listed.stderr[-2000:]
+        unauthenticated = ray_cli("job", "list", "--address", jobs, env=plain)
+        wrong = ray_cli("job", "list", "--address", jobs, env={**env, "RAY_AUTH_TOKEN": "0" * 64})
         # no wait for the second node: tasks that need `render` queue until it has joined
-        proc = run_demo(out, source, "--ray-address", address, "--set", "ray.resources_per_task={render: 1}",
-                        env=env, workers=0)
+        entry = [sys.executable, "-m", "driveanymesh", "run", "demo", "--out", out,
+                 *(f"--set={s}" for s in TINY + [f"source.path={source}", "ray.resources_per_task={render: 1}"])]
+        submitted = ray_cli("job", "submit", "--address", jobs, "--working-dir", ROOT, "--", *entry, env=env)
         nodes = subprocess.run([sys.executable, "-c", "import json, ray; ray.init(address=%r, log_to_driver=False); "
                                 "print(json.dumps({n['NodeID']: n['Resources'] for n in ray.nodes() if n['Alive']}))"
                                 % address], capture_output=True, text=True, env=env)
@@ -152,7 +176,10 @@ def test_two_ray_nodes_without_a_shared_output_folder(reference, s3_bucket, demo
         for node in (renderer, head):
             if node is not None:
                 stop(node)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert unauthenticated.returncode != 0 and "Missing authentication token" in unauthenticated.stdout + unauthenticated.stderr
+    assert wrong.returncode != 0 and "Invalid authentication token" in wrong.stdout + wrong.stderr
+    assert submitted.returncode == 0, (submitted.stdout + submitted.stderr)[-3000:]
+    assert "verified: 2 accepted clips" in submitted.stdout and "succeeded" in submitted.stdout
     nodes = json.loads(nodes.stdout.strip().splitlines()[-1])
     assert len(nodes) == 2
     (render_node,) = [n for n, res in nodes.items() if "render" in res]
