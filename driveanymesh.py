@@ -65,7 +65,7 @@ def _cmd_run(args) -> int:
 
     overrides = list(args.set or [])
     if args.limit is not None:
-        overrides.append(f"source.objaverse.limit={args.limit}")
+        overrides.append(f"source.limit={args.limit}")
     if args.uids is not None:
         overrides.append(f"source.objaverse.uids_file={args.uids}")
     pipe = load_pipeline(args.pipeline, args.pipelines_file, overrides)
@@ -395,7 +395,7 @@ def main(argv=None) -> int:
                         "such a run stops and names what changed")
     p.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS, else embedded)")
     p.add_argument("--workers", type=int, default=0, help="embedded Ray: CPUs to use (default: all)")
-    p.add_argument("--limit", type=int, help="objaverse source: at most N assets")
+    p.add_argument("--limit", type=int, help="only the first N assets of the source, any kind (a cheap trial)")
     p.add_argument("--uids", help="objaverse source: file with the uids to consider, one per line")
     p.set_defaults(func=_cmd_run)
 

@@ -190,15 +190,17 @@ def _remove_stray_temporaries(out: Store) -> int:
 
 
 def tasks_for(pipe: Pipeline, out: Store) -> tuple[list[AssetTask], list[dict]]:
-    """The assets to process and the metadata-stage rows of those the source rules dropped."""
+    """The assets to process (the first `source.limit` if set) and the metadata-stage rows of those
+    the source rules dropped."""
+    limit = pipe.source.limit or None
     if pipe.source.kind == "objaverse":
         from curation.objaverse_source import select
         sel = select(pipe.source.objaverse)
         tasks = [AssetTask(uid, "objaverse", license=sel.info.get(uid, {}).get("license"),
                            info=sel.info.get(uid, {})) for uid in sel.uids]
-        return tasks, sel.rejected
+        return tasks[:limit], sel.rejected
     from curation.sources import assets_for
-    return [AssetTask(uid_from_path(p), pipe.source.kind, path=p) for p in assets_for(pipe, out)], []
+    return [AssetTask(uid_from_path(p), pipe.source.kind, path=p) for p in assets_for(pipe, out)][:limit], []
 
 
 def task_demand(pipe: Pipeline) -> dict[str, float]:

@@ -34,6 +34,7 @@ class SourceSettings:
     kind: str = "demo"   # demo: built-in generated assets; procedural: a generated family; local: folder or list file; objaverse
     path: str = ""       # local: folder of .glb/.gltf files, or a text file with one path per line
     variants: int = 200  # procedural: how many variants (render/procedural_assets.py), from the pipeline's seed
+    limit: int = 0       # every kind: only the first N assets in the source's order (0: all), for a cheap trial
     objaverse: ObjaverseSettings = field(default_factory=ObjaverseSettings)
 
 
@@ -85,7 +86,7 @@ def parse_bytes(text: str) -> int:
 
 # Settings that do not change what a clip is: a run may resume with them changed.
 OBJAVERSE_HASH_EXCLUDES = ("limit", "uids_file", "download_timeout_s", "download_retries", "keep_downloads")
-HASH_EXCLUDES = ("ray.", "shards.", "source.path", "source.variants", "filters.geometry_first",
+HASH_EXCLUDES = ("ray.", "shards.", "source.path", "source.variants", "source.limit", "filters.geometry_first",
                  *(f"source.objaverse.{k}" for k in OBJAVERSE_HASH_EXCLUDES))
 
 
@@ -112,13 +113,14 @@ class Pipeline:
         """Short sha256 of the settings that decide how clips are made, recorded with every output
         they produced. Where things are, how many are taken and how they are packed are left out
         (HASH_EXCLUDES: where and how many tasks run, where the asset files are read from and how
-        they are downloaded, the objaverse `limit` and `uids_file` of a partial rebuild, the number of procedural variants, shard sizes,
+        they are downloaded, the objaverse `limit` and `uids_file` of a partial rebuild, the number of procedural variants, `source.limit`, shard sizes,
         whether geometry rules run before rendering),
         so the same assets made into clips on a laptop from a folder and on a cluster from a bucket
         carry the same hash, and a partial rebuild can grow."""
         settings = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("ray", "shards")}
         settings["source"].pop("path")
         settings["source"].pop("variants")  # variant i depends on (seed, i) only: more variants grow a run
+        settings["source"].pop("limit")     # how many are taken, not how each is made
         settings["filters"].pop("geometry_first")  # when a rejection is decided, not what is accepted
         for key in OBJAVERSE_HASH_EXCLUDES:
             settings["source"]["objaverse"].pop(key, None)

@@ -60,3 +60,17 @@ def test_config_hash_follows_settings(tmp_path):
     b = load_pipeline("p", write(tmp_path, "p: {render: {samples: 9}}\n"))
     assert a.config_hash() != b.config_hash()
     assert a.config_hash() == load_pipeline("p", write(tmp_path, "p: {render: {samples: 8}}\n")).config_hash()
+
+
+def test_limit_takes_the_first_assets_of_any_source_and_keeps_the_hash(tmp_path):
+    from curation.driver import tasks_for
+    from dataset.storage import Store
+
+    for name in ("c.glb", "a.glb", "b.glb"):
+        (tmp_path / name).write_bytes(b"")
+    pipe = load_pipeline("demo", overrides=["source.kind=local", f"source.path={tmp_path}"])
+    limited = load_pipeline("demo", overrides=["source.kind=local", f"source.path={tmp_path}", "source.limit=2"])
+    out = Store(str(tmp_path / "out"))
+    assert [t.uid for t in tasks_for(pipe, out)[0]] == ["a", "b", "c"]
+    assert [t.uid for t in tasks_for(limited, out)[0]] == ["a", "b"]
+    assert limited.config_hash() == pipe.config_hash()  # a trial grows into the full run
