@@ -75,7 +75,7 @@ def local_assets(path: str) -> list[str]:
         with open(path) as f:
             lines = [ln.strip() for ln in f if ln.strip() and not ln.startswith("#")]
         return [ln if os.path.isabs(ln) or is_url(ln) else os.path.join(base, ln) for ln in lines]
-    raise FileNotFoundError(f"source path {path!r} is neither a folder nor a list file")
+    raise FileNotFoundError(f"source path {path!r}: nothing there (a folder of assets or a list file is expected)")
 
 
 def assets_for(pipe: Pipeline, out: Store) -> list[str]:

@@ -15,7 +15,6 @@ leaving the rest of it untouched.
 """
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import dataclass
 
