@@ -94,3 +94,20 @@ def test_a_diffusion_step_runs_farthest_point_sampling_once_per_clip(monkeypatch
     cached["latents"] = torch.randn(clips, frames, vae_cfg.num_latents, vae_cfg.latent_channels)
     objective(cached)
     assert calls == [clips]
+
+
+def test_the_vae_bias_widths_are_not_weight_decayed(tmp_path):
+    cfg = load_train_config("vae-tiny")
+    cfg.vae.decoder_anchor_bias = cfg.vae.fusion_ray_bias = True
+    cfg.optim.weight_decay = 0.5
+    trainer = Trainer(cfg, [], str(tmp_path / "run"))
+    decayed, free = trainer.optimizer.param_groups
+    assert decayed["weight_decay"] == 0.5 and free["weight_decay"] == 0.0
+    vae = trainer.objective.vae
+    assert {id(p) for p in free["params"]} == {id(vae.anchor_bias_log_width), id(vae.ray_bias_log_width)}
+    assert len(decayed["params"]) + 2 == len(trainer.params)
+    trainer.close()
+    cfg.vae.decoder_anchor_bias = cfg.vae.fusion_ray_bias = False
+    plain = Trainer(cfg, [], str(tmp_path / "plain"))
+    assert len(plain.optimizer.param_groups) == 1  # what checkpoints without the biases hold
+    plain.close()

@@ -52,7 +52,15 @@ class Trainer:
             cfg.data = dataclasses.replace(cfg.data, anchors=cfg.vae.num_latents)
         self.objective.to(self.rt.device)
         self.params = [p for p in self.objective.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
+        # the VAE's locality-bias widths are log-distances, not weights: decay would pull every
+        # width towards one world unit (a group of their own only where they exist, so checkpoints
+        # of models without them keep their single group)
+        widths = [p for n, p in self.objective.named_parameters() if p.requires_grad and n.endswith("_log_width")]
+        skip = {id(w) for w in widths}
+        groups = [{"params": [p for p in self.params if id(p) not in skip]}]
+        if widths:
+            groups.append({"params": widths, "weight_decay": 0.0})
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
                                            weight_decay=cfg.optim.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, cfg.optim, cfg.max_steps))
