@@ -254,3 +254,15 @@ def test_the_cpu_stand_in_for_pytorch3d_matches_the_formulas_the_reference_relie
     assert torch.allclose(moved, s * x[0] @ r[0] + t, atol=1e-6)
     both = transform3d.Scale(s).stack(transform3d.Translate(t)).transform_points(x)  # one transform per frame
     assert torch.allclose(both[0], x[0] * s) and torch.allclose(both[1], x[1] + t)
+
+
+def test_the_gpu_path_of_the_actionbench_alignment_finds_the_same_transform():
+    """On a GPU the gradient ICP's neighbours come from comparing every pair (no KD-tree there):
+    run on the CPU, that path and the KD-tree's give one transform."""
+    from train.actionbench import align_actionbench
+
+    gt = asymmetric_cloud(300, seed=1)
+    pred = asymmetric_cloud(300, seed=2) @ R35.T * [0.9, 1.1, 1.0] + [0.05, 0.0, -0.03]
+    tree = align_actionbench(pred, gt, steps=60, device="cpu")
+    every = align_actionbench(pred, gt, steps=60, device="cpu", exhaustive=True)
+    assert np.allclose(tree.apply(pred), every.apply(pred), atol=1e-5)

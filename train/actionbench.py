@@ -21,7 +21,8 @@ scripts; where we choose or depart, one line each:
   prediction scores as an exact copy. Their README runs `actionbench/evaluate.py`, the script is
   `evaluate_dataset.py`; its figures say seed 42, its CLI defaults to 44: we use 44, and the seed
   only draws the subsets (Adam is deterministic). Nearest neighbours come from KD-trees (theirs:
-  PyTorch3D's knn), the same neighbours; ~6 s a frame at 800 points on one core.
+  PyTorch3D's knn), the same neighbours; ~6 s a frame at 800 points on one core. On a GPU the
+  steps run there with every pair compared (torch.cdist), as the reference does.
   "similarity" (`align`, the rest of these notes): classical point-to-point ICP (scipy cKDTree)
   with the closed-form Umeyama similarity (rotation, translation, one uniform scale; `scale=False`:
   rigid): stricter (no anisotropic scale), and a rigidly moved or uniformly scaled copy aligns
@@ -271,38 +272,58 @@ def _rotation_6d(d6):
     return torch.stack((b1, b2, torch.linalg.cross(b1, b2, dim=-1)), dim=-2)
 
 
+def _nearest_exhaustive(a, b, chunk: int = 1024):
+    """(K, P) index of each point of a (K, P, 3) in b (K or 1, Q, 3), every pair compared (PyTorch3D's
+    knn_points with K=1): the GPU path, where a KD-tree has no counterpart."""
+    import torch
+
+    with torch.no_grad():
+        return torch.cat([torch.cdist(a[:, i:i + chunk], b).argmin(-1) for i in range(0, a.shape[1], chunk)], 1)
+
+
 def align_actionbench(pred: np.ndarray, gt: np.ndarray, lr: float = ACTIONBENCH_LR,
-                      steps: int = ACTIONBENCH_STEPS) -> AxisScaled:
+                      steps: int = ACTIONBENCH_STEPS, device: str | None = None,
+                      exhaustive: bool | None = None) -> AxisScaled:
     """ActionBench's `gradient_icp`, step for step: from each of its 24 start rotations, about the
     origin, with zero translation and unit scale, Adam (lr 0.01, 200 steps, float32) on the rotation
     in 6D, the translation and a per-axis scale, minimising PyTorch3D's chamfer_distance (squared
     nearest-neighbour distances, the mean each way, summed) averaged over the starts. Kept as the
     reference keeps it: after each step, the start with the lowest loss computed before that step;
     its rotation is the one scored, its translation and scale those after the step (the reference
-    clones the parameters after `opt.step()`). Nearest neighbours come from KD-trees
-    instead of PyTorch3D's exhaustive knn: the same neighbours, so the same loss and gradients."""
+    clones the parameters after `opt.step()`). Nearest neighbours come from KD-trees on the CPU
+    instead of PyTorch3D's exhaustive knn (the same neighbours, so the same loss and gradients), and
+    from the exhaustive comparison on a GPU (`device`, by default CUDA when there is one;
+    `exhaustive` forces either)."""
     import torch
 
-    pred32 = torch.as_tensor(np.asarray(pred, np.float32)[:, :3])
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    pred32 = torch.as_tensor(np.asarray(pred, np.float32)[:, :3], device=device)
     gt_np = np.asarray(gt, np.float32)[:, :3]
-    gt32 = torch.as_tensor(gt_np)
-    tree_g = cKDTree(gt_np)
-    workers = WORKERS if len(gt_np) >= 20_000 else 1  # threads cost more than they save on small queries
-    r_init = torch.as_tensor(actionbench_start_rotations())
+    gt32 = torch.as_tensor(gt_np, device=device)
+    exhaustive = device.type != "cpu" if exhaustive is None else exhaustive
+    if not exhaustive:
+        tree_g = cKDTree(gt_np)
+        workers = WORKERS if len(gt_np) >= 20_000 else 1  # threads cost more than they save on small queries
+    r_init = torch.as_tensor(actionbench_start_rotations(), device=device)
     k = len(r_init)
     with torch.enable_grad():
-        t = torch.nn.Parameter(torch.zeros(k, 3))
-        r6d = torch.nn.Parameter(torch.tensor([[1.0, 0.0, 0.0, 0.0, 1.0, 0.0]]).repeat(k, 1))
-        s = torch.nn.Parameter(torch.ones(k, 3))
+        t = torch.nn.Parameter(torch.zeros(k, 3, device=device))
+        r6d = torch.nn.Parameter(torch.tensor([[1.0, 0.0, 0.0, 0.0, 1.0, 0.0]], device=device).repeat(k, 1))
+        s = torch.nn.Parameter(torch.ones(k, 3, device=device))
         opt = torch.optim.Adam([t, r6d, s], lr=lr)
         best_loss, best = float("inf"), None
         for _ in range(steps):
             opt.zero_grad()
             rot = r_init @ _rotation_6d(r6d)
             moved = s[:, None] * pred32 @ rot + t[:, None]                        # (K, P, 3)
-            x = moved.detach().numpy()
-            to_gt = torch.as_tensor(tree_g.query(x.reshape(-1, 3), workers=workers)[1].reshape(k, -1))
-            to_pred = torch.as_tensor(np.stack([cKDTree(x[i]).query(gt_np, workers=workers)[1] for i in range(k)]))
+            if exhaustive:
+                to_gt = _nearest_exhaustive(moved.detach(), gt32[None])
+                to_pred = _nearest_exhaustive(gt32[None].expand(k, -1, -1), moved.detach())
+            else:
+                x = moved.detach().numpy()
+                to_gt = torch.as_tensor(tree_g.query(x.reshape(-1, 3), workers=workers)[1].reshape(k, -1))
+                to_pred = torch.as_tensor(np.stack([cKDTree(x[i]).query(gt_np, workers=workers)[1]
+                                                    for i in range(k)]))
             loss = ((moved - gt32[to_gt]).pow(2).sum(-1).mean(1)
                     + (gt32[None] - torch.gather(moved, 1, to_pred[..., None].expand(-1, -1, 3))).pow(2).sum(-1).mean(1))
             loss.mean().backward()
@@ -311,7 +332,7 @@ def align_actionbench(pred: np.ndarray, gt: np.ndarray, lr: float = ACTIONBENCH_
             if low.item() < best_loss:
                 best_loss = low.item()
                 best = (rot[i].detach().clone(), t[i].detach().clone(), s[i].detach().clone())
-    r, tr, sc = (b.numpy().astype(np.float64) for b in best)
+    r, tr, sc = (b.cpu().numpy().astype(np.float64) for b in best)
     return AxisScaled(r, tr, sc)
 
 
