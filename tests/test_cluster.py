@@ -113,9 +113,14 @@ def free_port() -> int:
 
 
 def ray_start(*args: str, env) -> subprocess.Popen:
-    """One Ray node, as a user starts it (`ray start ... --block`), in its own process group."""
+    """One Ray node, as a user starts it (`ray start ... --block`), in its own process group. Its
+    dashboard agent (which runs the jobs the head is sent) listens on a free port, not Ray's fixed
+    52365: another Ray on the machine (a `make demo` beside the tests) may hold that one."""
     ray = os.path.join(os.path.dirname(sys.executable), "ray")
-    return subprocess.Popen([ray, "start", "--block", "--disable-usage-stats",
+    ports = ["--dashboard-agent-listen-port", str(free_port())]
+    if "--head" in args:
+        ports += ["--ray-client-server-port", str(free_port())]
+    return subprocess.Popen([ray, "start", "--block", "--disable-usage-stats", *ports,
                              *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
 
