@@ -40,7 +40,7 @@ from curation.pipeline_config import HASH_EXCLUDES, Pipeline
 from curation.splits import ATTRIBUTION_FIELDS, SPLITS_VALUES, build_splits, write_splits
 from curation.task_errors import classify as classify_task_error, is_storage_error
 from dataset.shard_writer import STAGING, ShardPlanner, load_manifest, read_tar_samples, stage_sample, \
-    staged_path, write_shard
+    staged_key, staged_path, write_shard
 from dataset.storage import TMP_MARK, Store, fetch_to, is_url
 from render.clip_writer import is_clip_key_of
 from render.launcher import render_asset, uid_from_path
@@ -144,12 +144,8 @@ def process_asset(task: AssetTask, pipe: Pipeline, out: Store) -> list[dict]:
 def _strays_of(out: Store, planner: ShardPlanner, uid: str) -> list[str]:
     """The staged samples of `uid` that the planner does not hold: what a task that raised after
     staging some of its clips leaves behind."""
-    strays = []
-    for p in out.list(STAGING):
-        key = p.rsplit("/", 1)[-1][: -len(".tar")]
-        if is_clip_key_of(key, uid) and not planner.knows(key):
-            strays.append(p)
-    return strays
+    keys = {p: staged_key(p) for p in out.list(STAGING)}
+    return [p for p, key in keys.items() if is_clip_key_of(key, uid) and not planner.knows(key)]
 
 
 def attribution(task: AssetTask) -> dict:

@@ -56,6 +56,11 @@ def staged_path(label: str, split: str, key: str) -> str:
     return f"{STAGING}/{label}/{split}/{key}.tar"
 
 
+def staged_key(path: str) -> str:
+    """The key of a staged sample's path (staged_path's inverse)."""
+    return path.rsplit("/", 1)[-1][: -len(".tar")]
+
+
 def stage_sample(store: Store, label: str, split: str, sample: dict) -> int:
     """Write one accepted clip where the packer will find it (one atomic write); returns its bytes."""
     data = encode_tar([sample])
@@ -149,7 +154,7 @@ class ShardPlanner:
         unlisted = [p for p in self.store.list(SHARDS) if p not in listed]
         drop, keep = [], []
         for p in self.store.list(STAGING):
-            key = p.rsplit("/", 1)[-1][: -len(".tar")]
+            key = staged_key(p)
             if TMP_MARK in p or not p.endswith(".tar") or key in self.packed or key not in finished_accepted:
                 drop.append(p)
             else:
@@ -157,8 +162,8 @@ class ShardPlanner:
         self.store.delete(unlisted + drop)
         sizes = finished_accepted if isinstance(finished_accepted, dict) else {}
         for p in keep:
-            _, label, split, name = p.split("/")
-            key = name[: -len(".tar")]
+            _, label, split, _ = p.split("/")
+            key = staged_key(p)
             nbytes = (sizes.get(key) or (None, None, 0))[2] or self.store.size(p)
             self.add(label, split, key, nbytes)
         self.consolidate()  # entries of the previous run go into manifest.json; a fresh start point
