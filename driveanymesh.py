@@ -66,9 +66,16 @@ def _cmd_run(args) -> int:
     overrides = list(args.set or [])
     if args.limit is not None:
         overrides.append(f"source.limit={args.limit}")
-    if args.uids is not None:
-        overrides.append(f"source.objaverse.uids_file={args.uids}")
     pipe = load_pipeline(args.pipeline, args.pipelines_file, overrides)
+    if args.uids is not None:  # the uid list is the pipeline's source's own setting
+        from curation import sources
+
+        setting = sources.get(pipe.source.kind).uids_setting
+        if not setting:
+            print(f"error: --uids: a {pipe.source.kind} source takes no uid list", file=sys.stderr)
+            return 2
+        overrides.append(f"source.{setting}={args.uids}")
+        pipe = load_pipeline(args.pipeline, args.pipelines_file, overrides)
     out = run(pipe, args.out, ray_address=args.ray_address, workers=args.workers, overrides=overrides,
               retry_errors=args.retry_errors, allow_config_change=args.allow_config_change)
     print(out["summary"])
@@ -396,7 +403,8 @@ def main(argv=None) -> int:
     p.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS, else embedded)")
     p.add_argument("--workers", type=int, default=0, help="embedded Ray: CPUs to use (default: all)")
     p.add_argument("--limit", type=int, help="only the first N assets of the source, any kind (a cheap trial)")
-    p.add_argument("--uids", help="objaverse source: file with the uids to consider, one per line")
+    p.add_argument("--uids", help="a source that takes a uid list (objaverse): file with the uids to consider, "
+                                  "one per line")
     p.set_defaults(func=_cmd_run)
 
     v = sub.add_parser("verify", help="re-check a finished output: counts, keys, sha256 against the objects")

@@ -11,7 +11,7 @@ from a pool holding the scene/scan tags. object-paths lists the uids in random o
 metadata file.
 
 Then, each in a fresh process with HOME=DIR (the package fixes its cache from HOME at import):
-  select   curation.objaverse_source.select(ObjaverseSettings()): wall time, and peak memory from
+  select   curation.sources.objaverse.select(ObjaverseSettings()): wall time, and peak memory from
            resource.getrusage(RUSAGE_CHILDREN).ru_maxrss once it has exited. Aims: < 5 min, < 4 GB.
   fetch    a worker: the first fetch (parses object-paths), then --fetches fetches of other cached
            GLBs, each timed: the per-fetch overhead once warm. Aim: < 50 ms. For comparison, the
@@ -61,7 +61,7 @@ def main() -> int:
 
     code = """
         import json, time
-        from curation.objaverse_source import ObjaverseSettings, select
+        from curation.sources.objaverse import ObjaverseSettings, select
         t = time.perf_counter()
         sel = select(ObjaverseSettings())
         print(json.dumps({"wall_s": time.perf_counter() - t, "counts": sel.counts, "rejected": len(sel.rejected)}))
@@ -79,7 +79,7 @@ def main() -> int:
     code = f"""
         import json, resource, time
         import objaverse
-        from curation.objaverse_source import fetch
+        from curation.sources.objaverse import fetch
         uids = {uids!r}
         t = time.perf_counter()
         fetch(uids[0])

@@ -28,7 +28,6 @@ LICENSE_NAMES = {"by": "CC BY 4.0", "by-sa": "CC BY-SA 4.0", "by-nc": "CC BY-NC 
 SIZE_BUCKETS = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                 (10_000_000, "1M<n<10M"))
 SETTINGS_SECTIONS = ("keyframes", "render", "dense", "split")  # beside filters; ray: and shards: say where and how packed
-OBJAVERSE_RULES = ("licenses", "min_animations", "max_vertices", "max_faces", "exclude_categories", "exclude_tags")
 
 
 def write_card(store: Store | str) -> str:
@@ -48,8 +47,8 @@ def dataset_card(splits: dict, run: dict) -> str:
 def _front_matter(splits: dict, pipe: dict) -> str:
     licences = sorted({hub_license(a["license"]) for a in splits["assets"]}) or ["unknown"]
     tags = ["4d", "mesh", "animation", "point-cloud", "multi-view", "webdataset"]
-    if (pipe.get("source") or {}).get("kind") == "objaverse":
-        tags.append("objaverse")
+    source = _source(pipe)
+    tags += list(source.card_tags) if source else []
     meta = {"license": licences, "pretty_name": f"DriveAnyMesh 4D clips ({splits['pipeline']})",
             "size_categories": [size_category(splits["counts"]["clips"])], "tags": tags,
             "configs": _configs(splits)}
@@ -147,16 +146,27 @@ def _settings(pipe: dict) -> str:
              "is rejected by the first rule it fails; `curation/filters/` gives the measurements behind each):\n"]
     lines += _table(_flat(pipe.get("filters") or {}, "filters."))
     source = pipe.get("source") or {}
-    if source.get("kind") == "objaverse":
-        objaverse = source.get("objaverse") or {}
-        lines += ["", "Source rules (Objaverse annotations, before download):\n"]
-        lines += _table({f"source.objaverse.{k}": objaverse.get(k) for k in OBJAVERSE_RULES})
+    kind = _source(pipe)
+    rules = kind.card_rules(source) if kind else None
+    if rules:
+        lines += ["", f"{rules[0]}\n"]
+        lines += _table(rules[1])
     lines += ["", "Keyframes, rendering, dense points and split:\n"]
     settings = {"seed": pipe.get("seed")}
     for section in SETTINGS_SECTIONS:
         settings.update(_flat(pipe.get(section) or {}, f"{section}."))
     lines += _table(settings)
     return "\n".join(lines) + "\n"
+
+
+def _source(pipe: dict):
+    """The run's source (curation.sources), or None for a kind this version does not have."""
+    from curation import sources
+
+    try:
+        return sources.get((pipe.get("source") or {}).get("kind", ""))
+    except ValueError:
+        return None
 
 
 def _table(settings: dict) -> list[str]:

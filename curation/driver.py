@@ -28,7 +28,6 @@ import shutil
 import socket
 import tempfile
 import time
-from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
@@ -36,28 +35,21 @@ from curation import audit
 from curation.audit_report import REPORT_VALUES, write_report
 from curation.clip_processing import process_clip
 from curation.output_lock import OutputLock
-from curation.pipeline_config import HASH_EXCLUDES, Pipeline
+from curation import sources
+from curation.pipeline_config import Pipeline, hash_excluded
 from curation.splits import ATTRIBUTION_FIELDS, SPLITS_VALUES, build_splits, write_splits
 from curation.task_errors import classify as classify_task_error, is_storage_error
 from dataset.shard_writer import STAGING, ShardPlanner, load_manifest, read_tar_samples, stage_sample, \
     staged_key, staged_path, write_shard
-from dataset.storage import TMP_MARK, Store, fetch_to, is_url
+from curation.sources import AssetTask
+from dataset.storage import TMP_MARK, Store
 from render.clip_writer import is_clip_key_of
-from render.launcher import render_asset, uid_from_path
+from render.launcher import render_asset
 
 # Render outcomes that say what the asset is, not that something went wrong: rejections.
 NOT_FAULTS = ("no_animation", "no_geometry")
 PACKS_IN_FLIGHT = 4      # shard writers (each streams one shard at a time; I/O bound)
 RESOURCES_EVERY_S = 5.0  # how often the in-flight bound re-reads the live cluster
-
-
-@dataclass
-class AssetTask:
-    uid: str
-    source: str
-    path: str | None = None         # local file or URL; None: fetched inside the worker (objaverse)
-    license: str | None = None
-    info: dict = field(default_factory=dict)
 
 
 def _node() -> dict:
@@ -78,16 +70,11 @@ def process_asset(task: AssetTask, pipe: Pipeline, out: Store) -> list[dict]:
              **{k: task.info[k] for k in ("name", "author", "viewerUrl") if task.info.get(k)}}
     work = tempfile.mkdtemp(prefix=f"dam-{task.uid}-")  # node-local scratch
     clips = accepted = 0
-    downloaded = None
+    source = sources.get(task.source)
+    fetched = None
     try:
-        path = task.path
         try:
-            if path is None:
-                from curation.objaverse_source import fetch
-                path = downloaded = fetch(task.uid, pipe.source.objaverse, task.info.get("object_path"))
-            elif is_url(path):
-                os.makedirs(os.path.join(work, "input"))
-                path = fetch_to(path, os.path.join(work, "input"))
+            path = fetched = source.fetch(task, pipe, work)
         except Exception as exc:  # network, missing object: the asset's decision, not the run's end
             rows.append(audit.row(task.uid, "download", "error", rule="download_failed",
                                   reasons=[f"{type(exc).__name__}: {exc}"]))
@@ -131,9 +118,8 @@ def process_asset(task: AssetTask, pipe: Pipeline, out: Store) -> list[dict]:
             timings["process"] = time.perf_counter() - t
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        if downloaded and not pipe.source.objaverse.keep_downloads:
-            from curation.objaverse_source import evict
-            evict(downloaded)
+        if fetched is not None:
+            source.release(task, pipe, fetched)
     timings["total"] = time.perf_counter() - started
     rows.append(asset_row(task.uid, rows, {"clips": clips, "accepted": accepted, "attribution": attribution(task)},
                           timings))
@@ -188,15 +174,8 @@ def _remove_stray_temporaries(out: Store) -> int:
 def tasks_for(pipe: Pipeline, out: Store) -> tuple[list[AssetTask], list[dict]]:
     """The assets to process (the first `source.limit` if set) and the metadata-stage rows of those
     the source rules dropped."""
-    limit = pipe.source.limit or None
-    if pipe.source.kind == "objaverse":
-        from curation.objaverse_source import select
-        sel = select(pipe.source.objaverse)
-        tasks = [AssetTask(uid, "objaverse", license=sel.info.get(uid, {}).get("license"),
-                           info=sel.info.get(uid, {})) for uid in sel.uids]
-        return tasks[:limit], sel.rejected
-    from curation.sources import assets_for
-    return [AssetTask(uid_from_path(p), pipe.source.kind, path=p) for p in assets_for(pipe, out)][:limit], []
+    tasks, rejected = sources.get(pipe.source.kind).select(pipe, out)
+    return tasks[:pipe.source.limit or None], rejected
 
 
 def task_demand(pipe: Pipeline) -> dict[str, float]:
@@ -441,8 +420,7 @@ def _check_settings(out: Store, pipe: Pipeline, allow: bool) -> dict | None:
 def _changes(before: dict, pipe: Pipeline) -> list[str]:
     old, new = _flat(before.get("pipeline", {})), _flat(dataclasses.asdict(pipe))
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
-            if old.get(k) != new.get(k) and not any(k == x or (x.endswith(".") and k.startswith(x))
-                                                    for x in HASH_EXCLUDES)]
+            if old.get(k) != new.get(k) and not hash_excluded(k, pipe.source.kind)]
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from curation import sources
 from curation.filters import FilterSettings
-from curation.objaverse_source import ObjaverseSettings
 from render.settings import JobSettings, KeyframeSettings, RenderSettings
 
-SOURCE_KINDS = ("demo", "procedural", "local", "objaverse")
+SOURCE_KINDS = sources.kinds()
 DEFAULT_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pipelines.yaml")
 
 
@@ -30,12 +30,20 @@ class PipelineConfigError(ValueError):
 
 
 @dataclass
-class SourceSettings:
-    kind: str = "demo"   # demo: built-in generated assets; procedural: a generated family; local: folder or list file; objaverse
+class _SourceCommon:
+    kind: str = "demo"   # one of SOURCE_KINDS (curation/sources/: demo, procedural, local, objaverse, ...)
     path: str = ""       # local: folder of .glb/.gltf files, or a text file with one path per line
     variants: int = 200  # procedural: how many variants (render/procedural_assets.py), from the pipeline's seed
     limit: int = 0       # every kind: only the first N assets in the source's order (0: all), for a cheap trial
-    objaverse: ObjaverseSettings = field(default_factory=ObjaverseSettings)
+
+
+# `source:` is the common keys plus one section per source that has settings (`source.objaverse`),
+# built from the registry so that a new source's module brings its own keys.
+SourceSettings = dataclasses.make_dataclass(
+    "SourceSettings",
+    [(s.section, s.settings, field(default_factory=s.settings)) for s in sources.all_sources() if s.settings],
+    bases=(_SourceCommon,))
+SourceSettings.__module__ = __name__
 
 
 @dataclass
@@ -84,10 +92,20 @@ def parse_bytes(text: str) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
-# Settings that do not change what a clip is: a run may resume with them changed.
-OBJAVERSE_HASH_EXCLUDES = ("limit", "uids_file", "download_timeout_s", "download_retries", "keep_downloads")
-HASH_EXCLUDES = ("ray.", "shards.", "source.path", "source.variants", "source.limit", "filters.geometry_first",
-                 *(f"source.objaverse.{k}" for k in OBJAVERSE_HASH_EXCLUDES))
+# Settings that do not change what a clip is: a run may resume with them changed. A key ending in "."
+# is a whole section. Each source adds its own (`Source.hash_excludes`, under `source.`).
+HASH_EXCLUDES = ("ray.", "shards.", "source.limit", "filters.geometry_first",
+                 *(f"source.{k}" for s in sources.all_sources() for k in s.hash_excludes))
+
+
+def hash_excluded(key: str, kind: str) -> bool:
+    """Whether the dotted setting `key` is left out of the config hash of a pipeline whose source is
+    `kind`: HASH_EXCLUDES, and the section of a source not in use unless it is `hashed_when_inactive`."""
+    if any(key == x or (x.endswith(".") and key.startswith(x)) for x in HASH_EXCLUDES):
+        return True
+    return any(s.settings and s.kind != kind and not s.hashed_when_inactive and
+               (key == f"source.{s.section}" or key.startswith(f"source.{s.section}."))
+               for s in sources.all_sources())
 
 
 @dataclass
@@ -111,21 +129,25 @@ class Pipeline:
 
     def config_hash(self) -> str:
         """Short sha256 of the settings that decide how clips are made, recorded with every output
-        they produced. Where things are, how many are taken and how they are packed are left out
-        (HASH_EXCLUDES: where and how many tasks run, where the asset files are read from and how
-        they are downloaded, the objaverse `limit` and `uids_file` of a partial rebuild, the number of procedural variants, `source.limit`, shard sizes,
-        whether geometry rules run before rendering),
-        so the same assets made into clips on a laptop from a folder and on a cluster from a bucket
-        carry the same hash, and a partial rebuild can grow."""
-        settings = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("ray", "shards")}
-        settings["source"].pop("path")
-        settings["source"].pop("variants")  # variant i depends on (seed, i) only: more variants grow a run
-        settings["source"].pop("limit")     # how many are taken, not how each is made
-        settings["filters"].pop("geometry_first")  # when a rejection is decided, not what is accepted
-        for key in OBJAVERSE_HASH_EXCLUDES:
-            settings["source"]["objaverse"].pop(key, None)
+        they produced. What `hash_excluded` names is left out (where and how many tasks run, shard
+        sizes, whether geometry rules run before rendering, `source.limit`, and each source's own:
+        where a local source's files are, the number of procedural variants, Objaverse's `limit`,
+        `uids_file` and download settings), so the same assets made into clips on a laptop from a
+        folder and on a cluster from a bucket carry the same hash, and a partial rebuild can grow."""
+        settings = _drop(dataclasses.asdict(self), self.source.kind)
         blob = json.dumps(settings, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _drop(d: dict, kind: str, prefix: str = "") -> dict:
+    """`d` without the keys `hash_excluded` names (nested dicts walked, dotted keys)."""
+    out = {}
+    for k, v in d.items():
+        dotted = f"{prefix}{k}"
+        if hash_excluded(dotted, kind) or (isinstance(v, dict) and hash_excluded(dotted + ".", kind)):
+            continue
+        out[k] = _drop(v, kind, dotted + ".") if isinstance(v, dict) else v
+    return out
 
 
 def available(path: str = DEFAULT_FILE) -> list[str]:
@@ -155,10 +177,8 @@ def load_pipeline(name: str, path: str = DEFAULT_FILE, overrides: list[str] | No
     if pipe.source.kind not in SOURCE_KINDS:
         raise PipelineConfigError(f"{where}: key 'source.kind': must be one of {SOURCE_KINDS}, "
                                   f"got {pipe.source.kind!r}")
-    if pipe.source.kind == "procedural" and pipe.source.variants < 1:
-        raise PipelineConfigError(f"{where}: key 'source.variants': a procedural source needs at least 1 "
-                                  f"variant, got {pipe.source.variants}")
     try:
+        sources.get(pipe.source.kind).validate(pipe)
         pipe.render.validate()
         pipe.keyframes.validate()
         pipe.ray.memory_bytes()

@@ -133,7 +133,7 @@ _EPILOGUE = """
 print("\\n" + json.dumps({"result": result, "network": NETWORK}))
 """
 
-BASE_URL_ENV = "DRIVEANYMESH_OBJAVERSE_URL"  # curation.objaverse_source reads its download base from it
+BASE_URL_ENV = "DRIVEANYMESH_OBJAVERSE_URL"  # curation.sources.objaverse reads its download base from it
 
 
 def start_in_mirror(home: Path, code: str, *, base_url: str = "", loopback: bool = False) -> subprocess.Popen:

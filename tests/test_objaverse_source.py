@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from curation.objaverse_source import ObjaverseSettings, check, select, slugify
+from curation.sources.objaverse import ObjaverseSettings, check, select, slugify
 from tests.objaverse_mirror import (Loopback, annotation, make_uid, run_in_mirror, start_in_mirror, tiny_glb,
                                     write_mirror)
 
@@ -43,7 +43,7 @@ def rules_run(tmp_path_factory):
     write_mirror(home, RECORDS, glbs)
     run = run_in_mirror(home, f"""
         import dataclasses
-        import curation.objaverse_source as src
+        import curation.sources.objaverse as src
         result["objaverse_imported_by_module"] = "objaverse" in sys.modules
         sel = src.select(src.ObjaverseSettings())
         result["selection"] = dataclasses.asdict(sel)
@@ -144,7 +144,7 @@ def order_run(tmp_path_factory):
             opened.append(str(filename))
             return gzip_open(filename, *args, **kwargs)
         gzip.open = counting_open
-        from curation.objaverse_source import ObjaverseSettings as S, select
+        from curation.sources.objaverse import ObjaverseSettings as S, select
         result["seed0"] = select(S()).uids
         result["opened_by_one_select"] = list(opened)
         result["seed0_again"] = select(S()).uids
@@ -215,7 +215,7 @@ def test_unknown_uid_in_uids_file_names_the_file_and_uid(order_run):
 
 _RECORD_SLEEPS = """
 import os, time
-import curation.objaverse_source as src
+import curation.sources.objaverse as src
 sleeps = []
 time.sleep = sleeps.append
 """
@@ -297,7 +297,7 @@ def test_a_killed_index_download_leaves_no_truncated_file(tmp_path):
     table = table_file.read_bytes()
     table_file.unlink()  # a first run: the index is not there yet
     code = f"""
-        import curation.objaverse_source as src
+        import curation.sources.objaverse as src
         result["path"] = src.fetch({uid!r}, src.ObjaverseSettings(download_timeout_s=30))
     """
     replies = {"/object-paths.json.gz": [("partial", table[:len(table) // 2], len(table)), ("ok", table)],
@@ -333,7 +333,7 @@ def test_path_table_parsed_once_per_process_and_evict_deletes_only_its_downloads
                 opened.append(str(filename))
                 return gzip_open(filename, *args, **kwargs)
             gzip.open = counting_open
-            import curation.objaverse_source as src
+            import curation.sources.objaverse as src
             s = src.ObjaverseSettings(download_timeout_s=5)
             # with the path a selection gives each task: the table is not needed at all
             given = src.fetch({make_uid("c0")!r}, s, "glbs/000-000/{make_uid("c0")}.glb")

@@ -16,8 +16,9 @@ import driveanymesh
 from curation import audit
 from curation.audit_report import REPORT_VALUES
 from curation.dataset_card import CARD, write_card
-from curation.driver import AssetTask, asset_row, attribution
-from curation.objaverse_source import asset_info
+from curation.driver import asset_row, attribution
+from curation.sources import AssetTask
+from curation.sources.objaverse import asset_info
 from curation.pipeline_config import Pipeline, SourceSettings
 from curation.split import split_of
 from curation.splits import SPLITS, SPLITS_VALUES, build_splits, read_splits, select_uids, write_splits

@@ -14,7 +14,7 @@ A file is downloaded from huggingface.co (HF_BASE_URL + the path above, the pack
 when it does not exist locally; when it exists it is read and nothing touches the network. So a
 complete mirror (or the tiny one the tests write) is used offline as is. Because the base path is
 fixed at import, this module imports `objaverse` only inside its functions: importing it
-(pipeline_config does, for ObjaverseSettings) neither needs the package nor freezes $HOME.
+(pipeline_config does, through curation.sources, for ObjaverseSettings) neither needs the package nor freezes $HOME.
 
 Decisions.
   Selection reads the package's cache files itself: each metadata/<dir>.json.gz exactly once (the
@@ -76,6 +76,8 @@ import urllib.request
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from curation.sources.base import AssetTask, Source
 
 # Rules in the order they are applied; the first that fails decides. not_animated is only counted:
 # it drops ~97% of Objaverse's 800k assets, and a row per asset would swamp the audit log.
@@ -387,3 +389,43 @@ def _download_once(url: str, dest: str, timeout_s: float) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+# The annotation rules the dataset card lists (applied before download).
+CARD_RULES = ("licenses", "min_animations", "max_vertices", "max_faces", "exclude_categories", "exclude_tags")
+
+
+class ObjaverseSource(Source):
+    kind = "objaverse"
+    settings = ObjaverseSettings
+    section = "objaverse"
+    # which uids and how many are taken, and how they are downloaded: not what a clip is
+    hash_excludes = tuple(f"objaverse.{k}" for k in ("limit", "uids_file", "download_timeout_s",
+                                                     "download_retries", "keep_downloads"))
+    hashed_when_inactive = True  # every output hashed before sources were plugins included this section
+    uids_setting = "objaverse.uids_file"
+    card_tags = ("objaverse",)
+
+    def validate(self, pipe) -> None:
+        pipe.source.objaverse.validate()
+
+    def select(self, pipe, out) -> tuple[list[AssetTask], list[dict]]:
+        sel = select(pipe.source.objaverse)
+        tasks = [AssetTask(uid, self.kind, license=sel.info.get(uid, {}).get("license"), info=sel.info.get(uid, {}))
+                 for uid in sel.uids]
+        return tasks, sel.rejected
+
+    def fetch(self, task: AssetTask, pipe, work: str) -> str:
+        return fetch(task.uid, pipe.source.objaverse, task.info.get("object_path"))
+
+    def release(self, task: AssetTask, pipe, path: str) -> None:
+        if not pipe.source.objaverse.keep_downloads:
+            evict(path)
+
+    def card_rules(self, source: dict) -> tuple[str, dict] | None:
+        settings = source.get("objaverse") or {}
+        return ("Source rules (Objaverse annotations, before download):",
+                {f"source.objaverse.{k}": settings.get(k) for k in CARD_RULES})
+
+
+SOURCES = (ObjaverseSource(),)
