@@ -237,10 +237,3 @@ class ShardPlanner:
         self.manifest["shards"].sort(key=lambda s: s["path"])
         self.store.write(MANIFEST, json.dumps(self.manifest, indent=1).encode())
         self.store.delete(entries)
-
-    def release(self, rel: str, label: str, split: str, keys: list[str], sizes: dict[str, int] | None = None) -> None:
-        """A shard that could not be written: its keys are pending again, its number free again."""
-        heapq.heappush(self._free.setdefault((label, split), []), int(rel.rsplit("-", 1)[1][:-len(".tar")]))
-        self.writing.difference_update(keys)
-        for key in keys:
-            self.add(label, split, key, (sizes or {}).get(key, 0))

@@ -28,26 +28,13 @@ def clip_seed(seed: int, uid: str, animation_index: int) -> int:
     return int.from_bytes(h[:8], "little") >> 1
 
 
-def choose_keyframes(frame_start: int, frame_end: int, count: int, max_spacing: int,
-                     rng: np.random.Generator, short_clip: str = "subframes",
-                     min_source_frames: int = 8) -> tuple[np.ndarray, bool]:
-    """Return (keyframes as float64 source frame numbers, used_subframes).
-
-    Integer keyframes: T-1 gaps drawn from {1..max_spacing}, shrunk at random until they fit the
-    clip, then placed at a random offset. Sub-frames: T evenly spaced frames over [start, end].
-    """
+def short_clip_keyframes(frame_start: int, frame_end: int, count: int, short_clip: str = "subframes",
+                         min_source_frames: int = 8) -> tuple[np.ndarray, bool]:
+    """An animation with fewer source frames than keyframes: (T evenly spaced sub-frames over
+    [start, end], True), or ClipTooShort under the `reject` policy or below `min_source_frames`."""
     n_frames = int(frame_end) - int(frame_start) + 1
     if n_frames < min_source_frames:
         raise ClipTooShort(f"{n_frames} source frames < min_source_frames={min_source_frames}")
-    if n_frames >= count:
-        gaps = rng.integers(1, max_spacing + 1, size=count - 1)
-        budget = n_frames - 1
-        while gaps.sum() > budget:  # shrink a random gap that can still shrink
-            idx = rng.choice(np.flatnonzero(gaps > 1))
-            gaps[idx] -= 1
-        offset = rng.integers(0, budget - gaps.sum() + 1)
-        frames = frame_start + offset + np.concatenate([[0], np.cumsum(gaps)])
-        return frames.astype(np.float64), False
     if short_clip == "reject":
         raise ClipTooShort(f"{n_frames} source frames < {count} keyframes (policy: reject)")
     if short_clip != "subframes":
@@ -69,8 +56,7 @@ def choose_windows(frame_start: int, frame_end: int, count: int, max_spacing: in
         raise ValueError(f"unknown keyframe selection {selection!r} (one of {SELECTIONS})")
     n_frames = int(frame_end) - int(frame_start) + 1
     if n_frames < count:  # sub-frames or a rejection: one window over the whole range
-        frames, sub = choose_keyframes(frame_start, frame_end, count, max_spacing, rngs[0], short_clip,
-                                       min_source_frames)
+        frames, sub = short_clip_keyframes(frame_start, frame_end, count, short_clip, min_source_frames)
         return [(frames, sub, {"selection": selection, "first": float(frames[0]), "last": float(frames[-1])})]
     if n_frames < min_source_frames:
         raise ClipTooShort(f"{n_frames} source frames < min_source_frames={min_source_frames}")
@@ -85,7 +71,7 @@ def choose_windows(frame_start: int, frame_end: int, count: int, max_spacing: in
     taken: list[tuple[int, int]] = []
     out = []
     for rng in rngs:
-        gaps = rng.integers(1, max_spacing + 1, size=count - 1)  # as choose_keyframes draws them
+        gaps = rng.integers(1, max_spacing + 1, size=count - 1)  # the paper's: T-1 gaps of 1..max_spacing
         while gaps.sum() > budget:
             idx = rng.choice(np.flatnonzero(gaps > 1))
             gaps[idx] -= 1

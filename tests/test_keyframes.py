@@ -1,13 +1,18 @@
 import numpy as np
 import pytest
 
-from render.keyframes import ClipTooShort, choose_keyframes, clip_seed
+from render.keyframes import ClipTooShort, choose_windows, clip_seed, short_clip_keyframes
+
+
+def one_window(start, end, seed):
+    (frames, sub, _), = choose_windows(start, end, 30, 3, [np.random.default_rng(seed)], selection="random")
+    return frames, sub
 
 
 @pytest.mark.parametrize("start, end", [(0, 80), (1, 383), (0, 29), (5, 40), (0, 1000)])
 def test_long_clips_give_T_integer_keyframes_at_most_3_apart(start, end):
     for seed in range(50):
-        kf, sub = choose_keyframes(start, end, 30, 3, np.random.default_rng(seed))
+        kf, sub = one_window(start, end, seed)
         gaps = np.diff(kf)
         assert not sub and len(kf) == 30
         assert np.all(kf == np.round(kf)) and kf[0] >= start and kf[-1] <= end
@@ -15,35 +20,31 @@ def test_long_clips_give_T_integer_keyframes_at_most_3_apart(start, end):
 
 
 def test_choice_is_seeded_and_varies_with_the_seed():
-    a = choose_keyframes(0, 200, 30, 3, np.random.default_rng(7))[0]
-    b = choose_keyframes(0, 200, 30, 3, np.random.default_rng(7))[0]
-    c = choose_keyframes(0, 200, 30, 3, np.random.default_rng(8))[0]
+    a = one_window(0, 200, 7)[0]
+    b = one_window(0, 200, 7)[0]
+    c = one_window(0, 200, 8)[0]
     assert np.array_equal(a, b) and not np.array_equal(a, c)
     assert clip_seed(0, "fox", 0) == clip_seed(0, "fox", 0) != clip_seed(0, "fox", 1)
 
 
 def test_short_clip_gets_evenly_spaced_subframes_over_its_whole_range():
-    kf, sub = choose_keyframes(0, 17, 30, 3, np.random.default_rng(0))  # 18 frames, like Jump
+    kf, sub = one_window(0, 17, 0)  # 18 frames, like Jump
     assert sub and len(kf) == 30 and kf[0] == 0 and kf[-1] == 17
     assert np.allclose(np.diff(kf), 17 / 29)
 
 
 def test_short_clip_rejected_under_reject_policy_and_below_minimum():
     with pytest.raises(ClipTooShort, match="policy: reject"):
-        choose_keyframes(0, 17, 30, 3, np.random.default_rng(0), short_clip="reject")
+        short_clip_keyframes(0, 17, 30, short_clip="reject")
     with pytest.raises(ClipTooShort, match="min_source_frames"):
-        choose_keyframes(1, 5, 30, 3, np.random.default_rng(0), min_source_frames=8)
+        short_clip_keyframes(1, 5, 30, min_source_frames=8)
 
 
 def test_motion_places_the_window_where_the_vertices_move_and_random_keeps_the_papers_choice():
-    from render.keyframes import choose_keyframes, choose_windows
-
     motion = np.r_[np.zeros(140), np.ones(59)]  # 200 frames: idle for 140, then moving
     idle_under_random = 0
     for seed in range(20):
-        paper, _ = choose_keyframes(1, 200, 30, 3, np.random.default_rng(seed))
-        (rand, _, _), = choose_windows(1, 200, 30, 3, [np.random.default_rng(seed)], selection="random")
-        assert np.array_equal(rand, paper)  # "random" is exactly the paper's choice
+        paper, _ = one_window(1, 200, seed)  # "random": the paper's choice
         (moving, _, info), = choose_windows(1, 200, 30, 3, [np.random.default_rng(seed)], selection="motion",
                                             motion=motion)
         assert np.array_equal(np.diff(moving), np.diff(paper))  # the same span and spacing, another offset
@@ -53,8 +54,6 @@ def test_motion_places_the_window_where_the_vertices_move_and_random_keeps_the_p
 
 
 def test_several_windows_do_not_overlap_and_stop_when_the_animation_is_full():
-    from render.keyframes import choose_windows
-
     rngs = [np.random.default_rng(s) for s in range(3)]
     windows = choose_windows(1, 600, 30, 3, rngs, selection="motion", motion=np.random.default_rng(9).random(599))
     assert len(windows) == 3

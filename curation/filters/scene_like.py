@@ -58,16 +58,6 @@ def _boxes(points: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, 
     return lo, hi
 
 
-def component_sizes(points: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Bounding-box diagonals of the parts, largest first."""
-    labels = part_labels(points, faces)
-    k = int(labels.max()) + 1
-    if k == 0:
-        return np.zeros(0)
-    lo, hi = _boxes(points, labels, k)
-    return np.sort(np.linalg.norm(hi - lo, axis=1))[::-1]
-
-
 def isolated_share(lo: np.ndarray, hi: np.ndarray, gap: float) -> float:
     """Share of parts, the largest left out, whose box gap to every other such part exceeds `gap`
     times the smaller box's diagonal."""
