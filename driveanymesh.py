@@ -121,6 +121,8 @@ def _cmd_audit(args) -> int:
         for uid in select_uids(read_splits(args.dir), args.label, args.split):
             print(uid)
         return 0
+    if args.what == "override":
+        return _cmd_override(args)
     if args.what == "card":
         from curation.dataset_card import write_card
 
@@ -137,10 +139,84 @@ def _cmd_audit(args) -> int:
             print("error: audit DIR why needs a UID", file=sys.stderr)
             return 2
         print(audit.why(rows, args.uid))
+    elif args.what == "review":
+        from curation.audit_report import write_review
+
+        if not args.rule:
+            print("error: audit DIR review needs --rule RULE (a filter rule, or `accepted`)", file=sys.stderr)
+            return 2
+        print(f"review: {write_review(args.dir, args.rule, rows)}")
     elif args.what == "report":
         from curation.audit_report import write_report
 
         print(f"report: {write_report(args.dir)}")
+    return 0
+
+
+def _cmd_override(args) -> int:
+    """`audit DIR override KEY accept|reject --reason TEXT`, or a batch `--from FILE` (JSON lines with
+    key, decision, reason and optionally by): checked whole against the run's audit, then appended to
+    DIR/overrides.jsonl; the next `run` into DIR honours them."""
+    import getpass
+    import json
+
+    from curation import audit
+    from curation import overrides as ov
+    from dataset.storage import Store
+
+    store = Store(args.dir)
+    by = args.by or getpass.getuser()
+    if args.from_file:
+        if args.uid or args.decision:
+            print("error: audit DIR override takes KEY DECISION or --from FILE, not both", file=sys.stderr)
+            return 2
+        with open(args.from_file) as f:
+            lines = f.read().splitlines()
+        wanted = []
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                d = json.loads(line)
+                if not isinstance(d, dict):
+                    raise ValueError("not an object")
+            except ValueError as exc:
+                print(f"error: {args.from_file} line {n}: expected a JSON object with key, decision, reason "
+                      f"({exc}); nothing written", file=sys.stderr)
+                return 2
+            wanted.append((f"{args.from_file} line {n}", d))
+    else:
+        if not (args.uid and args.decision and args.reason):
+            print("error: audit DIR override needs KEY, accept or reject, and --reason TEXT (or --from FILE)",
+                  file=sys.stderr)
+            return 2
+        wanted = [("the command line", {"key": args.uid, "decision": args.decision, "reason": args.reason})]
+    # keys are resolved against the run's final rows: a clip key, or a uid with rendered clips
+    owner = {}
+    for r in audit.AuditLog(store).rows():
+        if r["stage"] == "filter" and r.get("key"):
+            owner[r["key"]] = owner[r["uid"]] = r["uid"]
+    at = ov.now()
+    items = []
+    for where, d in wanted:
+        key = d.get("key")
+        if key not in owner:
+            print(f"error: {where}: {key!r} is no clip key or uid with clips in the audit of {store.root}; "
+                  "nothing written", file=sys.stderr)
+            return 2
+        try:
+            items.append(ov.checked({"by": by, **d, "uid": owner[key], "at": at}, where))
+        except ov.OverridesError as exc:
+            print(f"error: {exc}; nothing written", file=sys.stderr)
+            return 2
+    try:
+        ov.append(store, items)
+    except ov.OverridesError as exc:
+        print(f"error: {exc}; fix or remove that line, nothing written", file=sys.stderr)
+        return 2
+    for o in items:
+        print(f"override: {o.key} {o.decision} ({o.reason})")
+    print(f"{len(items)} override(s) in {store.url(ov.OVERRIDES)}: the next `run` into {store.root} applies them")
     return 0
 
 
@@ -414,11 +490,20 @@ def main(argv=None) -> int:
     a = sub.add_parser("audit", help="read a run's audit: summary, why UID, an HTML report, the uid lists of its "
                                      "splits, or a dataset card")
     a.add_argument("dir", help="the run's --out (folder or URL)")
-    a.add_argument("what", choices=["summary", "why", "report", "uids", "card"],
+    a.add_argument("what", choices=["summary", "why", "report", "uids", "card", "override", "review"],
                    help="summary: counts per rule; why UID: every decision about one asset; report: "
                         "DIR/report/index.html; uids: the accepted uids, one per line (from splits.json); "
-                        "card: DIR/DATASET_CARD.md (licences, attribution, settings, how to reproduce the split)")
-    a.add_argument("uid", nargs="?")
+                        "card: DIR/DATASET_CARD.md (licences, attribution, settings, how to reproduce the split); "
+                        "override KEY accept|reject --reason TEXT: a person's decision over the rules' for a clip "
+                        "key or uid, applied by the next run (DIR/overrides.jsonl); review --rule R: "
+                        "DIR/report/review-R.html, the clips R decided, each with the override line that reverses it")
+    a.add_argument("uid", nargs="?", help="why: the uid; override: a clip key or uid")
+    a.add_argument("decision", nargs="?", choices=["accept", "reject"], help="override: the decision")
+    a.add_argument("--reason", help="override: why (recorded with the decision)")
+    a.add_argument("--rule", help="review: the filter rule whose clips to show (or `accepted`)")
+    a.add_argument("--by", help="override: who decides (default: the user name)")
+    a.add_argument("--from", dest="from_file", metavar="FILE",
+                   help="override: a batch, one JSON object per line with key, decision, reason (and by)")
     a.add_argument("--label", choices=["textured", "textureless"], help="uids: only assets of this label")
     a.add_argument("--split", choices=["train", "test"], help="uids: only assets of this split")
     a.set_defaults(func=_cmd_audit)

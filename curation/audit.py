@@ -42,7 +42,7 @@ SEGMENT_ROWS = 2000  # bounds what one object-store flush rewrites
 TRANSIENT = ("download_failed", "worker_lost", "timeout", "out_of_memory", "storage_error")
 COLUMNS = ["uid", "animation", "animation_index", "stage", "status", "rule", "reasons", "label", "split",
            "key", "values", "timings", "node_id", "host", "config_hash", "attempt", "recorded_at",
-           "decided_before_render"]
+           "decided_before_render", "override"]
 
 
 def row(uid: str, stage: str, status: str, rule: str | None = None, reasons: list[str] | None = None,
@@ -183,6 +183,7 @@ def _table(batch: list[tuple[bool, dict]], schema: pa.Schema, scalars: list[str]
     # also flattened to typed columns (value.<name>) so DuckDB/pandas can filter and plot them.
     cols["values"] = [json.dumps(v or {}) for v in cols["values"]]
     cols["timings"] = [json.dumps(v or {}) for v in cols["timings"]]
+    cols["override"] = [json.dumps(v) if v else None for v in cols["override"]]  # a person's decision, or null
     cols["final"] = [f for f, _ in batch]
     for k in scalars:
         cols[f"value.{k}"] = [_num((r.get("values") or {}).get(k)) for r in rows]
@@ -201,13 +202,14 @@ class SlimRow:
     in a fraction of a dict's memory: slots, shared strings, only the values asked for."""
 
     __slots__ = ("uid", "animation", "animation_index", "stage", "status", "rule", "reasons", "label", "split",
-                 "key", "attempt", "_names", "_values")
+                 "key", "attempt", "override", "_names", "_values")
 
     def __init__(self, r: dict, names: tuple[str, ...]):
         for k in ("uid", "animation", "stage", "status", "rule", "label", "split"):
             setattr(self, k, _i(r.get(k)))
         self.animation_index, self.key, self.attempt = r.get("animation_index"), r.get("key"), r.get("attempt", 1)
         self.reasons = tuple(r.get("reasons") or ())
+        self.override = r.get("override")  # None for all but the few rows a person decided
         values = r.get("values") or {}
         self._names = names
         self._values = tuple(values.get(n) for n in names) if any(n in values for n in names) else None
@@ -258,6 +260,8 @@ class ResumeState:
     finished: dict[str, tuple] = field(default_factory=dict)       # uid -> its final asset row's (status, transient)
     accepted: dict[str, dict | tuple] = field(default_factory=dict)  # uid -> ((key, label, split, bytes), ...)
     metadata: set[str] = field(default_factory=set)                # uids with a metadata row
+    # uid -> {clip key: (override key, at) of the override its filter row carries, or None}
+    clips: dict[str, dict] = field(default_factory=dict)
     rows: int = 0
 
     def done(self, retry: str | None = None) -> set[str]:
@@ -284,9 +288,14 @@ def resume_state(rows) -> ResumeState:
             s.attempts[uid] = a
             s.finished.pop(uid, None)
             s.accepted.pop(uid, None)
+            s.clips.pop(uid, None)
         elif a < s.attempts[uid]:
             continue
         if r["stage"] == "filter" and r.get("key"):
+            o = r.get("override")
+            # an override recorded as not applied (no images to pack) still wants its asset done again
+            s.clips.setdefault(uid, {})[r["key"]] = ((o.get("key"), o.get("at"))
+                                                     if isinstance(o, dict) and not o.get("not_applied") else None)
             keys = s.accepted.setdefault(uid, {})
             if r["status"] == "accepted":
                 keys[r["key"]] = (_i(r.get("label")), _i(r.get("split")),
@@ -295,6 +304,9 @@ def resume_state(rows) -> ResumeState:
                 keys.pop(r["key"], None)
         elif r["stage"] == "asset":
             s.finished[uid] = (_i(r["status"]), bool((r.get("values") or {}).get("transient")))
+    for uid in list(s.clips):
+        if uid not in s.finished:
+            del s.clips[uid]
     for uid in list(s.accepted):  # an attempt without its asset row was cut short: nothing of it counts
         if uid not in s.finished or not s.accepted[uid]:
             del s.accepted[uid]
@@ -323,6 +335,11 @@ def summary(rows: list[dict]) -> str:
     lines = [f"assets: {sum(assets.values())} finished ({assets.get('done', 0)} done, {assets.get('error', 0)} with errors)",
              "", f"{'stage':<10} {'status':<9} {'rule':<24} {'count':>6}"]
     lines += [f"{st:<10} {status:<9} {rule:<24} {n:>6}" for (st, status, rule), n in sorted(by_rule.items())]
+    overridden = Counter((r["override"].get("rule_status"), r["status"]) for r in rows
+                         if r["stage"] == "filter" and r.get("override"))
+    if overridden:
+        lines += ["", "overridden by a person (rules' decision -> final):"]
+        lines += [f"  {a:<9} -> {b:<9} {n:>6}" for (a, b), n in sorted(overridden.items())]
     lines += ["", "accepted clips per label and split:"]
     lines += [f"  {label:<12} {split:<6} {n:>6}" for (label, split), n in sorted(kept.items())]
     return "\n".join(lines)
@@ -343,6 +360,11 @@ def why(rows: list[dict], uid: str) -> str:
         lines.append(f"{r['stage']:<9} {r['status']:<9} {r.get('rule') or '-':<22}{anim} {extra}".rstrip())
         # a traceback's lines under the first one, indented
         lines += ["    reason: " + str(x).replace("\n", "\n" + " " * 12) for x in r.get("reasons") or []]
+        if r.get("override"):  # the person's decision beside the rules'
+            o = r["override"]
+            lines.append(f"    rules:    {o.get('rule_status')}" + (f" ({o['rule']})" if o.get("rule") else ""))
+            lines.append(f"    override: {o.get('decision')} by {o.get('by') or 'unknown'} at {o.get('at') or '?'}: "
+                         f"{o.get('reason')}" + (f" (not applied: {o['not_applied']})" if o.get("not_applied") else ""))
         for k, v in sorted((r.get("values") or {}).items()):
             lines.append(f"    {k} = {json.dumps(v)}")
         if r.get("timings"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import io
 import json
+import re
 from collections import Counter, defaultdict
 
 import matplotlib
@@ -66,6 +67,9 @@ def write_report(out: Store | str, rows: list[dict] | None = None) -> str:
             by_rule[r.get("rule") or "?"].append(r)
     for rule, rs in sorted(by_rule.items()):
         parts.append(_sheet(f"Rejected by {rule}", rs, store))
+    overridden = [r for r in clips if r.get("override") and r["override"].get("rule_status") != r["status"]]
+    if overridden:  # where a person decided otherwise than the rules (overrides.jsonl)
+        parts.append(_sheet("Overridden by a person", overridden, store))
     parts.append(_failures(rows))
     store.write("report/index.html", _PAGE.format(body="\n".join(parts)).encode())
     return store.url("report/index.html")
@@ -98,9 +102,32 @@ def _histogram(clips: list[dict], value: str, threshold, title: str, store: Stor
     return name
 
 
-def _sheet(title: str, rows: list[dict], store: Store) -> str:
+def flip(status: str) -> str:
+    """The override that reverses a clip's decision."""
+    return "reject" if status == "accepted" else "accept"
+
+
+def write_review(out: Store | str, rule: str, rows: list[dict] | None = None) -> str:
+    """`report/review-<rule>.html`: every clip the rule decided (`accepted`: the accepted clips), each
+    with the override line that reverses it, to copy into a file, give a reason, and apply with
+    `audit OUT override --from FILE`. Returns the page's URL."""
+    store = out if isinstance(out, Store) else Store(out)
+    rows = AuditLog(store).rows() if rows is None else rows
+    clips = [r for r in rows if r["stage"] == "filter" and
+             (r["status"] == "accepted" if rule == "accepted" else r["status"] != "accepted" and r.get("rule") == rule)]
+    if not clips:
+        raise ValueError(f"no clips decided by {rule!r} in the audit of {store.root}")
+    body = ("<h1>Review: " + html.escape(rule) + "</h1><p>Copy the lines of the clips to reverse into a file, write "
+            "each one's reason, then run <code>driveanymesh audit OUT override --from FILE</code>; the next run "
+            "applies them.</p>" + _sheet(f"Decided by {rule}", clips, store, sample=False, review=True))
+    rel = f"report/review-{re.sub(r'[^A-Za-z0-9_.-]', '_', rule)}.html"
+    store.write(rel, _PAGE.format(body=body).encode())
+    return store.url(rel)
+
+
+def _sheet(title: str, rows: list[dict], store: Store, sample: bool = True, review: bool = False) -> str:
     keyed = sorted(rows, key=lambda r: r.get("key") or "")
-    if len(keyed) > SHEET_SAMPLES:  # seeded: the same audit shows the same clips
+    if sample and len(keyed) > SHEET_SAMPLES:  # seeded: the same audit shows the same clips
         import random
         keyed = sorted(random.Random(0).sample(keyed, SHEET_SAMPLES), key=lambda r: r.get("key") or "")
         title = f"{title} ({len(rows)}; a sample of {SHEET_SAMPLES})"
@@ -112,8 +139,13 @@ def _sheet(title: str, rows: list[dict], store: Store) -> str:
         rel = thumb_path(key)
         img = (f"<img src='../{rel}'>" if store.exists(rel) else "<div class='missing'>no thumbnail</div>")
         tip = html.escape("; ".join(r.get("reasons") or []) or f"{r.get('label', '')} {r.get('split', '')}")
+        o = r.get("override")
+        said = (f"<br>{html.escape(o.get('decision', ''))} by {html.escape(o.get('by') or '?')}: "
+                f"{html.escape(o.get('reason', ''))} (rules: {html.escape(str(o.get('rule_status')))})") if o else ""
+        line = (f"<br><code>{html.escape(json.dumps({'key': key, 'decision': flip(r['status']), 'reason': ''}))}"
+                "</code>") if review else ""
         cells.append(f"<figure title='{tip}'>{img}<figcaption>{html.escape(key)}<br>"
-                     f"{html.escape(str(r.get('animation') or ''))}</figcaption></figure>")
+                     f"{html.escape(str(r.get('animation') or ''))}{said}{line}</figcaption></figure>")
     return f"<h2>{html.escape(title)}</h2><div class='sheet'>{''.join(cells)}</div>"
 
 

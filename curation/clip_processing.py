@@ -9,7 +9,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from curation import audit
+from curation import audit, overrides
 from curation.filters import FilterSettings, RuleResult, run_filters, texture_label
 from curation.split import split_of
 from dataset.storage import Store
@@ -81,9 +81,10 @@ def write_point_thumbnail(clip: dict, store: Store, rel: str) -> None:
 
 
 def process_clip(clip_dir: str, filters: FilterSettings, test_fraction: float, min_points: int,
-                 extra_meta: dict, out: Store | None = None) -> tuple[dict, dict | None]:
+                 extra_meta: dict, out: Store | None = None, override: dict | None = None) -> tuple[dict, dict | None]:
     """(the filter-stage audit row, the shard sample or None when rejected). With `out`, the clip's
-    thumbnail goes to `thumb_path(key)` there.
+    thumbnail goes to `thumb_path(key)` there. `override`: a person's decision for this clip
+    (curation/overrides.py), which decides over the rules' and is recorded beside it.
 
     The row's timings split the work into load, thumbnail, filters, subdivision and encoding.
     """
@@ -108,7 +109,7 @@ def process_clip(clip_dir: str, filters: FilterSettings, test_fraction: float, m
     row = audit.row(meta["uid"], "filter", status, rule=rule, reasons=reasons, values=values,
                     animation=meta["animation"], animation_index=meta["animation_index"],
                     label=textured, split=split, key=meta["key"], timings=timings, decided_before_render=before)
-    if status != "accepted":
+    if not overrides.apply(row, override, before):
         return row, None
     t = time.perf_counter()
     # Dense trajectories are not stored: the loader rebuilds the subdivision map from faces.npy and
@@ -120,6 +121,7 @@ def process_clip(clip_dir: str, filters: FilterSettings, test_fraction: float, m
     meta.update(extra_meta)
     meta.update({"textured": label["textured"], "label": label, "split": split,
                  "filters": {r.rule: r.values for r in results},
+                 **({"override": row["override"]} if "override" in row else {}),
                  "dense": {"min_points": min_points, "points": int(S.shape[0])}})
     sample = {"__key__": meta["key"], "meta.json": json.dumps(meta).encode()}
     for name in sorted(os.listdir(clip_dir)):

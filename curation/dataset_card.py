@@ -102,6 +102,12 @@ def _counts(splits: dict) -> str:
             lines.append(f"| {label} | {split} | {cell['assets']} | {cell['clips']} |")
     c = splits["counts"]
     lines.append(f"| all | all | {c['assets']} | {c['clips']} |")
+    o = c.get("overridden") or {}
+    if o.get("accepted") or o.get("rejected"):
+        lines += ["", f"A person decided over the filter rules for {o.get('accepted', 0) + o.get('rejected', 0)} "
+                      f"clips (`overrides.jsonl`, with each decision's reason, author and time): "
+                      f"{o.get('accepted', 0)} accepted that a rule rejected, {o.get('rejected', 0)} rejected "
+                      f"that the rules accepted."]
     return "\n".join(lines) + "\n"
 
 

@@ -35,7 +35,7 @@ from curation import audit
 from curation.audit_report import REPORT_VALUES, write_report
 from curation.clip_processing import process_clip
 from curation.output_lock import OutputLock
-from curation import sources
+from curation import overrides as overrides_module, sources
 from curation.pipeline_config import Pipeline, hash_excluded
 from curation.splits import ATTRIBUTION_FIELDS, SPLITS_VALUES, build_splits, write_splits
 from curation.task_errors import classify as classify_task_error, is_storage_error
@@ -83,6 +83,8 @@ def process_asset(task: AssetTask, pipe: Pipeline, out: Store) -> list[dict]:
         if path is not None:
             job = pipe.job_settings()
             job.render.threads = pipe.ray.cpus_per_task
+            if any(o["decision"] == "accept" for o in task.overrides.values()):
+                job.gate = {}  # a clip a person accepts is rendered whatever the geometry rules say first
             t = time.perf_counter()
             res = render_asset(path, os.path.join(work, "clips"), job, uid=task.uid, extra_meta=extra,
                                memory_limit_bytes=pipe.ray.memory_bytes())
@@ -100,7 +102,8 @@ def process_asset(task: AssetTask, pipe: Pipeline, out: Store) -> list[dict]:
                 clips += 1
                 try:
                     row, sample = process_clip(c["dir"], pipe.filters, pipe.split.test_fraction,
-                                               pipe.dense.min_points, extra, out)
+                                               pipe.dense.min_points, extra, out,
+                                               task.overrides.get(c["key"]) or task.overrides.get(task.uid))
                 except Exception as exc:  # a clip the filters cannot read: recorded, others go on
                     if is_storage_error(exc):  # the store or the scratch disk, not the clip: the task
                         raise                  # is a transient storage_error, retried as a whole
@@ -260,6 +263,7 @@ def _run(pipe: Pipeline, out: Store, lock: OutputLock, ray_address: str | None, 
 
     called = time.perf_counter()
     before = _check_settings(out, pipe, allow_config_change)
+    decided = overrides_module.read(out)  # a malformed file stops the run here, before anything is written
     # Ray before anything is written: a run that cannot start leaves the output as it found it
     t = time.perf_counter()
     _connect(ray_address or os.environ.get("RAY_ADDRESS"), workers)
@@ -269,6 +273,10 @@ def _run(pipe: Pipeline, out: Store, lock: OutputLock, ray_address: str | None, 
     if log.torn:
         print(f"warning: {log.torn} torn journal line(s) skipped; their assets are processed again", flush=True)
     finished = state.done(retry_errors)
+    stale = _stale(decided, state, finished)
+    if stale:
+        print(f"{len(stale)} asset(s) processed again for overrides made since they were decided", flush=True)
+    finished -= stale
     planner = ShardPlanner(out, pipe.shards.max_samples, pipe.shards.bytes())
     planner.reconcile(state.accepted_keys(finished))
     _remove_stray_temporaries(out)
@@ -284,6 +292,8 @@ def _run(pipe: Pipeline, out: Store, lock: OutputLock, ray_address: str | None, 
     if meta_rows:
         log.record(meta_rows)
     todo = [t for t in tasks if t.uid not in finished]
+    for t in todo:
+        t.overrides = overrides_module.of_asset(decided, t.uid)
     attempts = {t.uid: state.attempts.get(t.uid, 0) + 1 for t in todo}
     del state
 
@@ -383,6 +393,12 @@ def _run(pipe: Pipeline, out: Store, lock: OutputLock, ray_address: str | None, 
     t = time.perf_counter()
     # the final rows, slimmed to what the report, summary, splits and check read; the table streams the journal
     final = audit.scan(log.iter_rows(), keep_values=REPORT_VALUES | SPLITS_VALUES)
+    # clips packed before a person rejected them leave their shards (also after a kill in between)
+    done = {r["uid"] for r in final.rows if r["stage"] == "asset"}
+    accepted = {r["key"] for r in final.rows if r["stage"] == "filter" and r["status"] == "accepted" and r["uid"] in done}
+    rewritten = planner.remove(planner.packed - accepted)
+    if rewritten:
+        print(f"{len(rewritten)} shard(s) written again without the clips rejected since they were packed", flush=True)
     table = log.write_parquet(final)
     rows = final.rows
     del final
@@ -396,6 +412,23 @@ def _run(pipe: Pipeline, out: Store, lock: OutputLock, ray_address: str | None, 
             "splits": splits,
             "shards": [out.url(s["path"]) for s in planner.manifest["shards"]], "check": check,
             "summary": audit.summary(rows)}
+
+
+def _stale(decided: dict, state: audit.ResumeState, finished: set[str]) -> set[str]:
+    """Finished assets whose clips' recorded overrides differ from the ones in force now: made,
+    changed or removed since the asset was decided. They are processed again."""
+    stale = set()
+    for uid in finished:
+        clips = state.clips.get(uid)
+        if not clips:
+            continue
+        want = {}
+        for key in clips:
+            o = overrides_module.for_clip(decided, uid, key)
+            want[key] = (o.key, o.at) if o else None
+        if want != clips:
+            stale.add(uid)
+    return stale
 
 
 def _check_settings(out: Store, pipe: Pipeline, allow: bool) -> dict | None:

@@ -43,10 +43,14 @@ def build_splits(rows, run: dict) -> dict:
     assets = [{"uid": uid, "label": label, "split": splits[uid], "keys": sorted(ks),
                **{f: credit[uid].get(f) for f in ATTRIBUTION_FIELDS}}
               for (uid, label), ks in sorted(keys.items(), key=lambda kv: (kv[0][0], str(kv[0][1])))]
+    # clips where a person's decision (overrides.jsonl) differs from the rules': accepted / rejected by it
+    overridden = Counter(r["status"] for r in rows if r["stage"] == "filter" and r["uid"] in finished
+                         and r.get("override") and r["override"].get("rule_status") != r["status"])
     pipeline = run.get("pipeline") or {}
     return {"pipeline": pipeline.get("name"), "config_hash": run.get("config_hash"),
             "test_fraction": (pipeline.get("split") or {}).get("test_fraction"), "split_rule": SPLIT_RULE,
-            "counts": split_counts(assets), "assets": assets}
+            "counts": {**split_counts(assets), "overridden": {s: overridden.get(s, 0) for s in ("accepted", "rejected")}},
+            "assets": assets}
 
 
 def split_counts(assets: list[dict]) -> dict:

@@ -237,3 +237,37 @@ class ShardPlanner:
         self.manifest["shards"].sort(key=lambda s: s["path"])
         self.store.write(MANIFEST, json.dumps(self.manifest, indent=1).encode())
         self.store.delete(entries)
+
+    def remove(self, keys: set[str]) -> list[str]:
+        """Take `keys` out of the shards that hold them (clips rejected after they were packed: a
+        person's override): each such shard is written again without them under its own name and its
+        manifest entry replaced; one left with no sample is dropped (the manifest first, then the
+        file; its number is the next shard's of its group). The whole shard passes through the
+        driver's memory once. Returns the shards rewritten or dropped."""
+        changed, emptied = [], []
+        for i, s in enumerate(self.manifest["shards"]):
+            if not keys.intersection(s["keys"]):
+                continue
+            kept = [k for k in s["keys"] if k not in keys]
+            self.packed.difference_update(set(s["keys"]) - set(kept))
+            changed.append(s["path"])
+            if not kept:
+                emptied.append(i)
+                continue
+            samples = {x["__key__"]: x for x in read_tar_samples(self.store.read(s["path"]))}
+            with self.store.writer(s["path"]) as f:
+                out = _Hashing(f)
+                with wds.TarWriter(out, mtime=0) as sink:
+                    for key in kept:
+                        sink.write(samples[key])
+            self.manifest["shards"][i] = {**s, "samples": len(kept), "keys": kept, "bytes": out.bytes,
+                                          "sha256": out.sha.hexdigest()}
+        gone = [self.manifest["shards"][i] for i in emptied]
+        self.manifest["shards"] = [s for i, s in enumerate(self.manifest["shards"]) if i not in set(emptied)]
+        if changed:
+            self.consolidate()
+        for s in gone:
+            self.store.delete([s["path"]])
+            heapq.heappush(self._free.setdefault((s["label"], s["split"]), []),
+                           int(s["path"].rsplit("-", 1)[1][:-len(".tar")]))
+        return changed

@@ -22,6 +22,7 @@ class AssetTask:
     path: str | None = None         # a file or URL the task reads; None: the source fetches it (`fetch`)
     license: str | None = None      # the source's licence code, carried into every clip of the asset
     info: dict = field(default_factory=dict)  # attribution (name, author, viewerUrl) and what fetch needs
+    overrides: dict = field(default_factory=dict)  # key or uid -> a person's decision (curation/overrides.py)
 
 
 class Source:
