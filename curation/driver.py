@@ -47,7 +47,7 @@ from render.clip_writer import is_clip_key_of
 from render.launcher import render_asset
 
 # Render outcomes that say what the asset is, not that something went wrong: rejections.
-NOT_FAULTS = ("no_animation", "no_geometry")
+NOT_FAULTS = ("no_animation", "no_geometry", "unsupported_format")
 PACKS_IN_FLIGHT = 4      # shard writers (each streams one shard at a time; I/O bound)
 RESOURCES_EVERY_S = 5.0  # how often the in-flight bound re-reads the live cluster
 

@@ -62,6 +62,8 @@ def render_asset(asset: str, uid: str, out_dir: str, job: JobSettings, extra_met
         scene.import_asset(asset)
     except scene.UnreadableAsset as exc:
         raise AssetFailure("unreadable", str(exc)) from exc
+    except scene.UnsupportedFormat as exc:
+        raise AssetFailure("unsupported_format", str(exc)) from exc
     meshes = scene.counted_meshes()
     if not meshes:
         raise AssetFailure("no_geometry", f"{asset}: no visible, renderable mesh")

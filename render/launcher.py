@@ -3,7 +3,8 @@
 Each asset gets a fresh interpreter (bpy holds global state and a bad file can crash Blender), so a
 crash, hang or corrupt file costs one asset, not the run. The result says which clips were written
 and which were skipped and why, or which kind of failure ended the asset:
-  unreadable   the importer could not read the file (corrupt, truncated, not a GLB)
+  unreadable   the importer could not read the file (corrupt, truncated, not what its extension says)
+  unsupported_format no importer for the file's format (render/formats.py: COLLADA, Alembic, ...)
   no_geometry  no visible, renderable mesh
   no_animation no animation in the file
   crash        the Blender process died without a result (signal, abort, out of memory)
@@ -39,6 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from render.clip_writer import TMP_PREFIX
+from render.formats import ASSET_FILES
 from render.core_lease import CoreLease
 from render.orphan_guard import LAUNCHER_PID_ENV
 from render.settings import JobSettings
@@ -77,7 +79,7 @@ def uid_from_path(path: str) -> str:
     import hashlib
 
     name = os.path.basename(path.rstrip("/"))
-    stem = name[: -len(ext)] if (ext := os.path.splitext(name)[1]).lower() in (".glb", ".gltf", ".obj") else name
+    stem = name[: -len(ext)] if (ext := os.path.splitext(name)[1]).lower() in ASSET_FILES else name
     safe = re.sub(r"[^\w-]", "-", stem)  # \w: Unicode letters and digits, and '_'
     if safe == stem and stem:
         return stem

@@ -1,5 +1,10 @@
 """Load an asset into an empty Blender scene and switch between its animations (bpy).
 
+Formats are what Blender's own importers read (`IMPORTERS`): glTF/GLB, FBX, OBJ (+MTL beside it; OBJ
+has no animation, so such an asset ends as `no_animation`), USD, and `.blend` (opened with its
+scripts off). Anything else, COLLADA included (Blender 5 removed its importer), raises
+`UnsupportedFormat`: the asset is recorded as `unsupported_format`, not as a broken file.
+
 In Blender 5 the glTF importer turns each glTF animation into one action with a slot per animated
 datablock (armature object, shape-key blocks, rigid objects) and also stacks them as muted NLA
 tracks. A clip is played by assigning that action, and its matching slot, to every animated
@@ -13,9 +18,32 @@ import os
 import bpy
 import numpy as np
 
+from render import formats
+
 
 class UnreadableAsset(Exception):
     """The importer could not read the file."""
+
+
+class UnsupportedFormat(Exception):
+    """No importer of this Blender reads the file's format."""
+
+
+def _open_blend(path: str) -> set:
+    # the file replaces the empty scene; its scripts stay off (assets are untrusted input)
+    return bpy.ops.wm.open_mainfile(filepath=path, load_ui=False, use_scripts=False)
+
+
+# extension -> (format name, importer call)
+IMPORTERS = {
+    ".glb": ("glTF", lambda p: bpy.ops.import_scene.gltf(filepath=p)),
+    ".gltf": ("glTF", lambda p: bpy.ops.import_scene.gltf(filepath=p)),
+    ".fbx": ("FBX", lambda p: bpy.ops.import_scene.fbx(filepath=p)),
+    ".obj": ("OBJ", lambda p: bpy.ops.wm.obj_import(filepath=p)),
+    **{ext: ("USD", lambda p: bpy.ops.wm.usd_import(filepath=p)) for ext in (".usd", ".usda", ".usdc", ".usdz")},
+    ".blend": ("Blender", _open_blend),
+}
+assert tuple(IMPORTERS) == formats.IMPORTED, "render/formats.py lists what is imported here"
 
 
 def set_frame(frame: float) -> None:
@@ -33,14 +61,18 @@ def reset_blender() -> None:
 
 def import_asset(path: str) -> None:
     ext = os.path.splitext(path)[1].lower()
-    if ext not in (".glb", ".gltf"):
-        raise UnreadableAsset(f"{path}: unsupported extension {ext!r} (GLB/glTF expected)")
+    if ext not in IMPORTERS:
+        why = "Blender 5 has no COLLADA importer" if ext == ".dae" else "no Blender importer for it"
+        raise UnsupportedFormat(f"{path}: format {ext or '(no extension)'!r} not imported ({why}; "
+                                f"read: {', '.join(formats.IMPORTED)})")
+    name, importer = IMPORTERS[ext]
     try:
-        result = bpy.ops.import_scene.gltf(filepath=path)
-    except Exception as exc:  # the importer raises RuntimeError with its own message
-        raise UnreadableAsset(f"{path}: glTF import failed: {str(exc).strip().splitlines()[-1]}") from exc
+        result = importer(path)
+    except Exception as exc:  # the importers raise RuntimeError with their own message
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        raise UnreadableAsset(f"{path}: {name} import failed: {lines[-1]}") from exc
     if "FINISHED" not in result:
-        raise UnreadableAsset(f"{path}: glTF import returned {sorted(result)}")
+        raise UnreadableAsset(f"{path}: {name} import returned {sorted(result)}")
 
 
 def counted_meshes() -> list[bpy.types.Object]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
 
 import numpy as np
@@ -85,7 +86,10 @@ def gather(objects) -> dict:
 
 
 def file_evidence(path: str, max_images: int = 4) -> dict:
-    """Images, textures and base-colour bindings declared by a GLB, with embedded image statistics."""
+    """Images, textures and base-colour bindings declared by a GLB, with embedded image statistics.
+    Other formats declare theirs in ways only their importer reads: the scene's evidence stands alone."""
+    if not path.lower().endswith((".glb", ".gltf")):
+        return {"readable": False, "error": f"not glTF ({os.path.splitext(path)[1]}): scene evidence only"}
     try:
         gltf, binary = _read_glb(path)
     except (OSError, ValueError, struct.error) as exc:

@@ -22,13 +22,18 @@ def test_corrupt_and_non_glb_files_are_unreadable(name, demo_assets, tmp_path):
     assert_nothing_written(tmp_path / "out")
 
 
-def test_missing_file_and_wrong_extension_are_unreadable(tmp_path):
+def test_missing_corrupt_and_unsupported_files_say_which(tmp_path):
     res = render_asset(str(tmp_path / "nope.glb"), str(tmp_path / "out"), tiny_job())
     assert res.failure["kind"] == "unreadable" and "no such file" in res.failure["message"]
-    other = tmp_path / "model.fbx"
+    corrupt = tmp_path / "model.fbx"
+    corrupt.write_bytes(b"\0" * 64)
+    res = render_asset(str(corrupt), str(tmp_path / "out"), tiny_job())
+    assert res.failure["kind"] == "unreadable" and "FBX import failed" in res.failure["message"]
+    other = tmp_path / "model.3ds"
     other.write_bytes(b"\0" * 64)
     res = render_asset(str(other), str(tmp_path / "out"), tiny_job())
-    assert res.failure["kind"] == "unreadable" and "unsupported extension" in res.failure["message"]
+    assert res.failure["kind"] == "unsupported_format" and "'.3ds' not imported" in res.failure["message"]
+    assert_nothing_written(tmp_path / "out")
 
 
 def test_asset_without_animation_is_recorded_as_such(shared_asset, tmp_path):

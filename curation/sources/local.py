@@ -2,29 +2,29 @@
 (`s3://bucket/assets/`): `source.path`. Tasks read each path or URL on their own node."""
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import TYPE_CHECKING
 
 from curation.sources.base import AssetTask, Source
 from dataset.storage import Store, is_url
+from render.formats import is_asset_file
 
 if TYPE_CHECKING:
     from curation.pipeline_config import Pipeline
 
-ASSET_EXTENSIONS = (".glb", ".gltf")
-
-
 def local_assets(path: str) -> list[str]:
-    """Asset files in a folder or under a URL prefix (top level, sorted), or the paths listed one per
-    line in a text file."""
+    """Asset files (`render.formats`: those Blender imports and those it cannot, which are recorded as
+    `unsupported_format`) in a folder or under a URL prefix (top level, sorted), or the paths listed
+    one per line in a text file."""
     if is_url(path):
         prefix = Store(path)
-        names = [p for p in prefix.list() if "/" not in p and p.lower().endswith(ASSET_EXTENSIONS)]
+        names = [p for p in prefix.list() if "/" not in p and is_asset_file(p)]
         if not names and not prefix.exists(""):
             raise FileNotFoundError(f"source path {path!r}: nothing there")
         return [prefix.url(n) for n in names]
     if os.path.isdir(path):
-        return sorted(os.path.join(path, n) for n in os.listdir(path) if n.lower().endswith(ASSET_EXTENSIONS))
+        return sorted(os.path.join(path, n) for n in os.listdir(path) if is_asset_file(n))
     if os.path.isfile(path):
         base = os.path.dirname(os.path.abspath(path))
         with open(path) as f:
@@ -40,7 +40,15 @@ class LocalSource(Source):
     def select(self, pipe: Pipeline, out: Store) -> tuple[list[AssetTask], list[dict]]:
         from render.launcher import uid_from_path  # here: the config imports this module, keep it light
 
-        return [AssetTask(uid_from_path(p), self.kind, path=p) for p in local_assets(pipe.source.path)], []
+        tasks, uids = [], set()
+        for p in dict.fromkeys(local_assets(pipe.source.path)):  # a path listed twice is one asset
+            uid = uid_from_path(p)
+            if uid in uids:  # fox.glb and fox.fbx side by side: the later one's uid names its format
+                name = os.path.basename(p.rstrip("/"))
+                uid = f"{uid}-{os.path.splitext(name)[1][1:].lower()}-{hashlib.sha256(p.encode()).hexdigest()[:8]}"
+            uids.add(uid)
+            tasks.append(AssetTask(uid, self.kind, path=p))
+        return tasks, []
 
 
 SOURCES = (LocalSource(),)
