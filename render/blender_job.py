@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 
 from render.job_request import AssetFailure, serve, start_job_process
 
@@ -83,6 +84,8 @@ def render_asset(asset: str, uid: str, out_dir: str, job: JobSettings, extra_met
                   "animations": [a.name for a in actions], "fps": fps,
                   "blender": bpy.app.version_string}
     clips, skipped = [], []
+    asset_job = AssetJob(uid, out_dir, job, extra_meta, meshes, cams, views, fps, evidence, used, timer, progress,
+                         clips, len(actions))
     for index, action in enumerate(actions):
         start, end = scene.action_frame_range(action)
         # one seeded stream per window; the first is the paper's per-animation stream
@@ -107,9 +110,8 @@ def render_asset(asset: str, uid: str, out_dir: str, job: JobSettings, extra_met
             continue
         for w, (keyframes, subframes, window) in enumerate(windows):
             # the window's stream goes on to draw its light, as the paper's does after its keyframes
-            clip = _one_clip(uid, index, w, action, base, keyframes, subframes, window, seeds[w], rngs[w], meshes, cams,
-                             views, job, timer, progress, clips, len(actions), out_dir, extra_meta, fps, evidence,
-                             used)
+            clip = _one_clip(asset_job, Window(index, w, action, base, keyframes, subframes, window,
+                                               seeds[w], rngs[w]))
             (clips if "dir" in clip else skipped).append(clip)
     return {"status": "ok", "clips": clips, "skipped": skipped, "asset": asset_info,
             "timings": timer.seconds}
@@ -132,17 +134,50 @@ def motion_profile(meshes, start: int, end: int, max_vertices: int = 4096) -> np
     return np.asarray(steps)
 
 
-def _one_clip(uid, index, w, action, base, keyframes, subframes, window, cseed, rng, meshes, cams, views, job,
-              timer, progress, clips, n_actions, out_dir, extra_meta, fps, evidence, used) -> dict:
+@dataclass
+class AssetJob:
+    """What every clip of one imported asset shares."""
+    uid: str
+    out_dir: str
+    job: JobSettings
+    extra_meta: dict
+    meshes: list
+    cams: list
+    views: list
+    fps: float
+    evidence: dict       # texture evidence of the scene and the file
+    used: dict           # the engine settings in effect
+    timer: Timer
+    progress: Progress
+    clips: list          # the clips committed so far (reported with progress)
+    n_actions: int
+
+
+@dataclass
+class Window:
+    """One window of one animation: which keyframes, and the random stream that draws its light."""
+    index: int           # the animation's index
+    w: int               # the window's index within the animation
+    action: object       # bpy.types.Action
+    base: dict           # the entry fields every outcome of the window carries
+    keyframes: list
+    subframes: bool
+    window: dict
+    seed: int
+    rng: np.random.Generator
+
+
+def _one_clip(a: AssetJob, c: Window) -> dict:
     """Render (or decide before rendering) one window of one animation and commit its folder: the
     clip's entry, or a skipped entry with its reason."""
+    uid, job, timer, base, keyframes, subframes, w = a.uid, a.job, a.timer, c.base, c.keyframes, c.subframes, c.w
     rs = job.render
-    key = clip_key(uid, index, w)
-    writer = ClipWriter(out_dir, key)
+    key = clip_key(uid, c.index, w)
+    writer = ClipWriter(a.out_dir, key)
     try:
-        report = functools.partial(progress, animation=action.name, clip=index + 1,
-                                   clips=n_actions, frames=len(keyframes), done=clips)
-        meta = render_clip(writer, meshes, cams, views, keyframes, rng, job, timer, report,
+        report = functools.partial(a.progress, animation=c.action.name, clip=c.index + 1,
+                                   clips=a.n_actions, frames=len(keyframes), done=a.clips)
+        meta = render_clip(writer, a.meshes, a.cams, a.views, keyframes, c.rng, job, timer, report,
                            [int(f) if not subframes else round(float(f), 4) for f in keyframes])
     except (geometry.VertexCountChanged, DegenerateClip) as exc:
         writer.abort()
@@ -152,15 +187,15 @@ def _one_clip(uid, index, w, action, base, keyframes, subframes, window, cseed, 
         writer.abort()
         raise
     images, seconds = meta.pop("images"), meta.pop("seconds")  # reported, not stored: bytes do not depend on them
-    meta.update({**extra_meta, "uid": uid, "key": key, **base, "fps": fps,
+    meta.update({**a.extra_meta, "uid": uid, "key": key, **base, "fps": a.fps,
                  "keyframes": [int(f) if not subframes else round(float(f), 4) for f in keyframes],
-                 "subframes": subframes, "seed": job.seed, "clip_seed": cseed,
-                 "texture_evidence": evidence, "blender": bpy.app.version_string,
-                 "render": {**used, "resolution": rs.resolution, "views": rs.views,
+                 "subframes": subframes, "seed": job.seed, "clip_seed": c.seed,
+                 "texture_evidence": a.evidence, "blender": bpy.app.version_string,
+                 "render": {**a.used, "resolution": rs.resolution, "views": rs.views,
                             "fov_deg": rs.fov_deg, "elevation_deg": rs.elevation_deg,
                             "volume_size": rs.volume_size, **meta.pop("light")}})
-    if window.get("selection") == "motion" or w > 0:  # the paper's choice adds nothing to its meta
-        meta["window"] = {**window, "index": w}
+    if c.window.get("selection") == "motion" or w > 0:  # the paper's choice adds nothing to its meta
+        meta["window"] = {**c.window, "index": w}
     writer.write_json("meta.json", meta)
     t = time.perf_counter()
     path = writer.commit()
