@@ -20,6 +20,7 @@ table, the report, splits.json and the check). One driver per output (`OutputLoc
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 import hashlib
 import json
 import logging
@@ -259,8 +260,28 @@ def describe_holder(holder: dict) -> str:
 
 def _run(pipe: Pipeline, out: Store, lock: OutputLock, ray_address: str | None, workers: int,
          overrides: list[str] | None, retry_errors: str | None, allow_config_change: bool) -> dict:
-    import ray
+    prepared = _prepare(pipe, out, ray_address, workers, overrides, retry_errors, allow_config_change)
+    counts = _loop(prepared, pipe, out, lock, ray_address)
+    return _finish(prepared, out, counts)
 
+
+@dataclass
+class Prepared:
+    """A run ready to submit: what `_prepare` read and decided, for the loop and the finish."""
+    log: audit.AuditLog
+    planner: ShardPlanner
+    run_info: dict
+    total: int                # assets selected
+    todo: list[AssetTask]     # those not finished, in the source's order
+    attempts: dict[str, int]  # uid -> this attempt's number
+    timings: dict             # the driver's seconds so far (completed by the loop and the finish)
+    started: float = 0.0      # when the loop began
+
+
+def _prepare(pipe: Pipeline, out: Store, ray_address: str | None, workers: int, overrides: list[str] | None,
+             retry_errors: str | None, allow_config_change: bool) -> Prepared:
+    """Check the settings and the overrides, connect to Ray, read the journal once, reconcile the shards
+    with it, record run.json and the source's metadata rows, and list what is left to do."""
     called = time.perf_counter()
     before = _check_settings(out, pipe, allow_config_change)
     decided = overrides_module.read(out)  # a malformed file stops the run here, before anything is written
@@ -295,8 +316,16 @@ def _run(pipe: Pipeline, out: Store, lock: OutputLock, ray_address: str | None, 
     for t in todo:
         t.overrides = overrides_module.of_asset(decided, t.uid)
     attempts = {t.uid: state.attempts.get(t.uid, 0) + 1 for t in todo}
-    del state
+    return Prepared(log, planner, run_info, len(tasks), todo, attempts,
+                    {"ray_connect": ray_connect, "called": called})
 
+
+def _loop(prep: Prepared, pipe: Pipeline, out: Store, lock: OutputLock, ray_address: str | None) -> dict:
+    """Submit the assets (bounded by the live cluster), record each one's rows as it ends, and hand
+    full shards to the writers; returns the counts shown on the progress bar."""
+    import ray
+
+    log, planner, attempts, driver_timings = prep.log, prep.planner, prep.attempts, prep.timings
     demand = task_demand(pipe)
     remote = ray.remote(process_asset).options(
         num_cpus=pipe.ray.cpus_per_task, num_gpus=pipe.ray.gpus_per_task, memory=pipe.ray.memory_bytes() or None,
@@ -309,17 +338,17 @@ def _run(pipe: Pipeline, out: Store, lock: OutputLock, ray_address: str | None, 
     pipe_ref, out_ref = ray.put(pipe), ray.put(out)
     _warn_if_unschedulable(demand, ray_address or os.environ.get("RAY_ADDRESS"))
 
-    started = time.perf_counter()
+    started = prep.started = time.perf_counter()
     # startup: from the call to the first submit (journal, manifest, reconcile, Ray); loop: submitting
     # and collecting; pack_tasks: shard writing (on nodes); pack_commit: manifest entries
-    driver_timings = {"startup": started - called, "ray_connect": ray_connect, "pack_tasks": 0.0, "pack_commit": 0.0}
+    driver_timings.update(startup=started - driver_timings.pop("called"), pack_tasks=0.0, pack_commit=0.0)
     counts = {"accepted": 0, "rejected": 0, "failed": 0}
-    bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc=f"{pipe.name}", unit="asset")
+    bar = tqdm(total=prep.total, initial=prep.total - len(prep.todo), desc=f"{pipe.name}", unit="asset")
     renders: dict = {}
     packs: dict = {}
-    queue = list(reversed(todo))
+    queue = list(reversed(prep.todo))
     shard_queue: list = []  # planned shards waiting for a free writer
-    del todo, tasks
+    prep.todo = []  # the queue holds them now
     bound, checked = 0, -RESOURCES_EVERY_S
 
     try:
@@ -388,6 +417,13 @@ def _run(pipe: Pipeline, out: Store, lock: OutputLock, ray_address: str | None, 
     finally:  # on Ctrl-C or an error too: the bar is drawn for the last time before its message
         bar.close()
     driver_timings["loop"] = time.perf_counter() - started
+    return counts
+
+
+def _finish(prep: Prepared, out: Store, counts: dict) -> dict:
+    """Close the journal, pack what is left, take out the clips a person rejected after they were
+    packed, and write the audit table, the report, the splits and run.json; then check the outputs."""
+    log, planner, run_info, driver_timings = prep.log, prep.planner, prep.run_info, prep.timings
     log.close()
     planner.consolidate()
     t = time.perf_counter()
@@ -405,7 +441,7 @@ def _run(pipe: Pipeline, out: Store, lock: OutputLock, ray_address: str | None, 
     report = write_report(out, rows)
     splits = write_splits(out, build_splits(rows, run_info))
     driver_timings["audit_and_report"] = time.perf_counter() - t
-    driver_timings["wall"] = time.perf_counter() - started
+    driver_timings["wall"] = time.perf_counter() - prep.started
     out.write("run.json", json.dumps({**run_info, "driver_timings": driver_timings}, indent=1).encode())
     check = check_outputs(out, rows=rows)
     return {"counts": counts, "manifest": planner.url, "audit": table, "out": out.root, "report": report,
