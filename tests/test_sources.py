@@ -32,7 +32,7 @@ def test_the_shipped_pipelines_keep_their_config_hashes():
 
 
 def test_every_kind_is_a_registered_source():
-    assert sources.kinds() == ("demo", "procedural", "local", "objaverse")
+    assert sources.kinds() == ("demo", "procedural", "local", "objaverse", "objaverse-xl", "texverse")
     assert sources.get("objaverse").uids_setting == "objaverse.uids_file"
     try:
         sources.get("nope")

@@ -349,13 +349,18 @@ def _read_json_gz(path: str):
 def _download(rel: str, dest: str, settings: ObjaverseSettings, what: str) -> None:
     """Download the cache file `rel` to `dest`, retrying with backoff; FetchError naming `what` at the end."""
     base = os.environ.get(BASE_URL_ENV) or HF_BASE_URL
-    url = base.rstrip("/") + "/" + rel
-    attempts = settings.download_retries + 1
+    download_url(base.rstrip("/") + "/" + rel, dest, settings.download_timeout_s, settings.download_retries, what)
+
+
+def download_url(url: str, dest: str, timeout_s: float, retries: int, what: str) -> None:
+    """Download `url` to `dest` whole or not at all, retrying with backoff (the rules under "Decisions"
+    above; other sources download through it too); FetchError naming `what` at the end."""
+    attempts = retries + 1
     for attempt in range(attempts):
         if attempt:
             time.sleep(RETRY_BACKOFF_S * 2 ** (attempt - 1))
         try:
-            _download_once(url, dest, settings.download_timeout_s)
+            _download_once(url, dest, timeout_s)
             return
         except urllib.error.HTTPError as exc:
             exc.close()
