@@ -15,7 +15,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The config hashes of the shipped pipelines as outputs carry them (run.json, every clip's meta). A
 # change here means every existing output of that pipeline refuses to resume: only on purpose.
 SHIPPED_HASHES = {"demo": "74c6d48e9e47c62a", "learn": "0ee45b990af59b0e", "local-gpu": "8fd70c655c45bf2d",
-                  "objaverse-animated": "4eba44a629472091"}
+                  "objaverse-animated": "4eba44a629472091", "objaverse-xl-animated": "dcd6d4de9d6fd90b",
+                  "texverse-animated": "95aea4959f0e4162"}
 
 
 def test_the_shipped_pipelines_keep_their_config_hashes():

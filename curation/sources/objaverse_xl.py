@@ -59,7 +59,8 @@ class ObjaverseXLSettings:
     annotations_dir: str = "~/.objaverse"   # the package's download_dir: <dir>/<source>/<source>.parquet
     sources: list[str] = field(default_factory=lambda: ["github"])
     file_types: list[str] = field(default_factory=lambda: ["glb", "fbx", "blend", "usdz", "usd", "usda", "usdc"])
-    animation_metadata: str = ""            # JSON lines or parquet of the rendering script's metadata records
+    # JSON lines or parquet of the rendering script's metadata records (see above)
+    animation_metadata: str = "~/.objaverse/objaverse-xl-metadata.jsonl"
     min_animations: int = 1
     # GitHub's licence names (its licenses API) that allow publishing derived data with attribution
     licenses: list[str] = field(default_factory=lambda: [
@@ -96,23 +97,32 @@ class Selection:
     counts: dict[str, int]
 
 
-def read_metadata(path: str) -> tuple[dict[str, dict], dict[str, dict]]:
-    """The metadata records by sha256 and by file_identifier, each reduced to the counts read here."""
+NOT_ANIMATED = {"animation_count": 0}  # one shared record for every object below min_animations
+
+
+def read_metadata(path: str, min_animations: int = 1) -> tuple[dict[str, dict], dict[str, dict]]:
+    """The metadata records by sha256 and by file_identifier, each reduced to the counts read here;
+    the (many) records with too few animations all share NOT_ANIMATED, so they cost a key each."""
     keep = ("animation_count", "armature_count", "shape_key_count", "vert_count", "poly_count")
+    path = os.path.expanduser(path)
     if path.endswith(".parquet"):
         import pyarrow.parquet as pq
 
-        records = pq.read_table(os.path.expanduser(path)).to_pylist()
+        batches = (b.to_pylist() for b in pq.ParquetFile(path).iter_batches())
     else:
-        with open(os.path.expanduser(path)) as f:
-            records = [json.loads(ln) for ln in f if ln.strip()]
+        def batches():
+            with open(path) as f:
+                yield from ([json.loads(ln)] for ln in f if ln.strip())
+        batches = batches()
     by_sha, by_id = {}, {}
-    for r in records:
-        slim = {k: r.get(k) for k in keep}
-        if r.get("sha256"):
-            by_sha[r["sha256"]] = slim
-        if r.get("file_identifier"):
-            by_id[r["file_identifier"]] = slim
+    for batch in batches:
+        for r in batch:
+            slim = ({k: r.get(k) for k in keep} if (r.get("animation_count") or 0) >= min_animations
+                    else NOT_ANIMATED)
+            if r.get("sha256"):
+                by_sha[r["sha256"]] = slim
+            elif r.get("file_identifier"):  # by identifier only where the record has no hash
+                by_id[r["file_identifier"]] = slim
     return by_sha, by_id
 
 
@@ -136,7 +146,11 @@ def select(settings: ObjaverseXLSettings, kind: str = "objaverse-xl") -> Selecti
     from curation import audit  # here: the config imports this module, keep it light
 
     settings.validate()
-    by_sha, by_id = read_metadata(settings.animation_metadata)
+    if not os.path.exists(os.path.expanduser(settings.animation_metadata)):
+        raise FileNotFoundError(f"source.objaverse_xl.animation_metadata {settings.animation_metadata!r}: no such "
+                                "file. Objaverse-XL's annotations carry no animation counts: give the per-object "
+                                "metadata records its rendering script writes (JSON lines or parquet)")
+    by_sha, by_id = read_metadata(settings.animation_metadata, settings.min_animations)
     wanted = None
     if settings.uids_file:
         with open(settings.uids_file) as f:
