@@ -34,6 +34,7 @@ import json
 import os
 import time
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -53,9 +54,46 @@ NO_RENDER_NOTE = "PSNR, SSIM, LPIPS: not measured (no source assets given: --ass
 NAMES = {"reconstruction": "Ours, VAE reconstruction (4 views)", "generation": "Ours, generation (monocular video)",
          "frozen": "Control: first frame held still", "time_mean": "Control: each point at its mean over the clip"}
 CONTROLS = ("frozen", "time_mean")  # answers that need no learning: every table shows them
-FOLLOWING = ("l2_over_static", "l2_over_time_mean", "motion_spread", "frame_following")
-COLLAPSE = ("latent_frame_spread", "view_swap")
-AB_METRICS = ("cd_3d", "cd_4d", "cd_m")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One figure of the evaluation: where a clip's result keeps it (`group`), how the table shows it,
+    and which kinds have it. The registry below drives the per-frame columns, the summary and the tables."""
+    name: str
+    heading: str
+    spec: str                 # format of the table's cell
+    group: str                # "frame": per frame (clip mean, then the mean over clips); "actionbench": per
+    #                           clip and kind; "following" / "collapse": per clip, models only (the VAE for collapse)
+    needs: str = ""           # "render": only with renders; "lpips": only with LPIPS's weights too
+    controls: bool = True     # whether the controls are scored on it
+
+
+METRICS = (
+    Metric("psnr", "PSNR", ".3f", "frame", needs="render", controls=False),
+    Metric("ssim", "SSIM", ".4f", "frame", needs="render", controls=False),
+    Metric("lpips", "LPIPS", ".4f", "frame", needs="lpips", controls=False),
+    Metric("chamfer", "Geo. CD", ".6f", "frame"),
+    Metric("l2", "per-point L2", ".6f", "frame"),
+    Metric("cd_3d", "CD-3D", ".4f", "actionbench"),
+    Metric("cd_4d", "CD-4D", ".4f", "actionbench"),
+    Metric("cd_m", "CD-M", ".4f", "actionbench"),
+    Metric("l2_over_static", "L2 / static", ".3f", "following", controls=False),
+    Metric("l2_over_time_mean", "L2 / time-mean", ".3f", "following", controls=False),
+    Metric("motion_spread", "motion spread", ".3f", "following", controls=False),
+    Metric("frame_following", "frame following", ".3f", "following", controls=False),
+    Metric("latent_frame_spread", "latent frame spread", ".3f", "collapse", controls=False),
+    Metric("view_swap", "view swap", ".3f", "collapse", controls=False),
+)
+
+
+def metrics(*groups: str) -> tuple[Metric, ...]:
+    return tuple(m for m in METRICS if m.group in groups)
+
+
+FOLLOWING = tuple(m.name for m in metrics("following"))
+COLLAPSE = tuple(m.name for m in metrics("collapse"))
+AB_METRICS = tuple(m.name for m in metrics("actionbench"))
 SHEET_CLIPS = 4  # clips shown in the contact sheets: their points and frames are kept
 
 
@@ -318,37 +356,37 @@ def summarise(results: list[dict], kinds: list[str]) -> dict[str, dict[str, floa
         values = [r["following"][k][m] for r in results if m in r.get("following", {}).get(k, {})]
         return float(np.mean(values)) if values else None
 
-    return {k: {**{m: mean(k, m) for m in ("psnr", "ssim", "lpips", "chamfer", "l2")},
+    return {k: {**{m.name: mean(k, m.name) for m in metrics("frame")},
                 **{m: float(np.mean([r["actionbench"][k][m] for r in results])) for m in AB_METRICS},
                 **{m: following(k, m) for m in FOLLOWING + COLLAPSE}}
             for k in kinds}
 
 
 def table_markdown(summary: dict, clips: int, notes: list[str], eval_points: int) -> str:
-    def fmt(v, spec):
-        return "-" if v is None else format(v, spec)
+    def header(ms):
+        return ["| Method | " + " | ".join(m.heading for m in ms) + " |", "| --- " * (len(ms) + 1) + "|"]
+
+    def row(kind, values, ms):
+        return f"| {NAMES[kind]} | " + " | ".join("-" if values.get(m.name) is None else
+                                                 format(values[m.name], m.spec) for m in ms) + " |"
 
     lines = [f"Evaluated on {clips} clips; Chamfer on {eval_points:,} dense points per frame; PSNR, SSIM and "
              "LPIPS over the 4 views of every keyframe; CD-3D, CD-4D and CD-M as ActionBench defines them "
              "(train/actionbench.py).", "",
-             "| Method | PSNR | SSIM | LPIPS | Geo. CD | per-point L2 | CD-3D | CD-4D | CD-M |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             *header(metrics("frame", "actionbench"))]
     for k, v in summary.items():
-        lines.append(f"| {NAMES[k]} | {fmt(v['psnr'], '.3f')} | {fmt(v['ssim'], '.4f')} | {fmt(v['lpips'], '.4f')} | "
-                     f"{fmt(v['chamfer'], '.6f')} | {fmt(v['l2'], '.6f')} | {v['cd_3d']:.4f} | {v['cd_4d']:.4f} | "
-                     f"{v['cd_m']:.4f} |")
+        lines.append(row(k, v, metrics("frame", "actionbench")))
     lines += ["", "Against the answers that need no learning, per clip over frames 1..T-1 "
               "(train/motion_diagnostics.py): L2 over the still first frame's and over the time-mean's (under "
               "1: better than that control), the decoded motion's spread over frames over the true one's, the "
               "share of frames nearer their own truth than any other frame's (1/T by chance); for the "
               "reconstruction, the latents' spread over frames over their whole spread, and L2 with every "
               "frame's views swapped for another frame's over L2 with its own (1: the images are not used).", "",
-              "| Method | L2 / static | L2 / time-mean | motion spread | frame following | latent frame spread "
-              "| view swap |", "| --- | --- | --- | --- | --- | --- | --- |"]
+              *header(metrics("following", "collapse"))]
     for k, v in summary.items():
         if k in CONTROLS:
             continue
-        lines.append(f"| {NAMES[k]} | " + " | ".join(fmt(v.get(m), '.3f') for m in FOLLOWING + COLLAPSE) + " |")
+        lines.append(row(k, v, metrics("following", "collapse")))
     lines += [""] + [n + "." for n in notes]
     return "\n".join(lines) + "\n"
 
@@ -425,8 +463,11 @@ def evaluate(shards: list[str], vae_checkpoint: str, out_dir: str, diffusion_che
         if not lpips_ok:
             notes.append(lpips_metric.unavailable_reason(lpips_backbone))
     kinds = ["reconstruction"] + (["generation"] if diffusion_checkpoint else []) + list(CONTROLS)
-    appearance_metrics = (["psnr", "ssim"] + (["lpips"] if lpips_ok else [])) if render is not None else []
-    columns = [(k, m) for k in kinds for m in ["chamfer", "l2"] + (appearance_metrics if k not in CONTROLS else [])]
+    available = {"": True, "render": render is not None, "lpips": lpips_ok}
+    frame = [m for m in metrics("frame") if available[m.needs]]
+    # geometry first, then appearance: the column order resumed evaluations (eval.json) were written in
+    frame = [m for m in frame if not m.needs] + [m for m in frame if m.needs]
+    columns = [(k, m.name) for k in kinds for m in frame if m.controls or k not in CONTROLS]
     settings = {"vae": os.path.abspath(vae_checkpoint), "diffusion": diffusion_checkpoint and
                 os.path.abspath(diffusion_checkpoint), "eval_points": eval_points, "seed": seed,
                 "actionbench_points": actionbench_points, "actionbench": actionbench_settings or {},
