@@ -232,7 +232,7 @@ def _cmd_train(args) -> int:
     from train.config import load_train_config
     from train.trainer import Trainer
 
-    cfg = load_train_config(args.config, args.model)
+    cfg = load_train_config(args.config, args.model, args.set)
     if args.max_steps is not None:
         cfg.max_steps = args.max_steps
     trainer = Trainer(cfg, _shard_urls(args.shards), args.out, _shard_urls(args.val_shards or []) or None,
@@ -517,6 +517,9 @@ def main(argv=None) -> int:
     t.add_argument("--vae", help="diffusion: the trained VAE checkpoint")
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     t.add_argument("--max-steps", type=int, help="override the configuration's max_steps")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a key of the configuration (the value read as YAML), checked as the file is, "
+                        "e.g. --set optim.lr=3e-4 --set data.vae_frames=8")
     t.set_defaults(func=_cmd_train)
 
     e = sub.add_parser("encode-latents", help="encode every clip once with a trained VAE (diffusion latent cache)")

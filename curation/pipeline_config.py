@@ -1,8 +1,9 @@
 """Load and validate a named pipeline from pipelines.yaml.
 
-Every key is checked against the dataclasses below and render.settings: an unknown key, a wrong type
-or a missing pipeline is an error naming the file, the pipeline and the key. Keys left out take the
-dataclass defaults, which are the paper's settings.
+Every key is checked against the dataclasses below and render.settings (dataset/config_files.py,
+pydantic, as training.yaml is): an unknown key, a wrong type or a missing pipeline is an error naming
+the file, the pipeline and the key. `extends: NAME` starts from pipeline NAME of the same file. Keys
+left out take the dataclass defaults, which are the paper's settings.
 """
 from __future__ import annotations
 
@@ -11,13 +12,11 @@ import hashlib
 import json
 import os
 import re
-import types
-import typing
 from dataclasses import dataclass, field
 
-import yaml
 
 from curation import sources
+from dataset import config_files
 from curation.filters import FilterSettings
 from render.settings import JobSettings, KeyframeSettings, RenderSettings
 
@@ -167,13 +166,11 @@ def load_pipeline(name: str, path: str = DEFAULT_FILE, overrides: list[str] | No
     if name not in doc:
         raise PipelineConfigError(f"{path}: no pipeline named {name!r} (have: {', '.join(sorted(doc))})")
     where = f"{path}: pipeline {name!r}"
-    body = doc[name]
-    if not isinstance(body, dict):
-        raise PipelineConfigError(f"{where}: expected a mapping, got {type(body).__name__}")
+    body = config_files.resolve(doc[name], where, path, doc, [name], PipelineConfigError, entry_word="pipeline")
     body = json.loads(json.dumps(body))  # a copy the overrides may change
     for item in overrides or []:
-        _apply_override(body, item, where)
-    pipe = _build(Pipeline, {**body, "name": name}, where, "")
+        config_files.apply_override(body, item, where, PipelineConfigError)
+    pipe = config_files.build(Pipeline, {**body, "name": name}, where, PipelineConfigError)
     if pipe.source.kind not in SOURCE_KINDS:
         raise PipelineConfigError(f"{where}: key 'source.kind': must be one of {SOURCE_KINDS}, "
                                   f"got {pipe.source.kind!r}")
@@ -193,81 +190,8 @@ def load_pipeline(name: str, path: str = DEFAULT_FILE, overrides: list[str] | No
     return pipe
 
 
-def _apply_override(body: dict, item: str, where: str) -> None:
-    key, sep, text = item.partition("=")
-    if not sep or not key.strip():
-        raise PipelineConfigError(f"{where}: override {item!r}: expected KEY=VALUE (e.g. render.samples=64)")
-    try:
-        value = yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError as exc:
-        raise PipelineConfigError(f"{where}: override {item!r}: value is not valid YAML: {exc}") from None
-    parts = key.strip().split(".")
-    node = body
-    for i, part in enumerate(parts[:-1]):
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise PipelineConfigError(f"{where}: override {item!r}: {'.'.join(parts[:i + 1])!r} is not a mapping")
-        node = child
-    node[parts[-1]] = value
-
-
 def _read(path: str) -> dict:
-    try:
-        with open(path) as f:
-            doc = yaml.safe_load(f)
-    except OSError as exc:
-        raise PipelineConfigError(f"{path}: cannot read pipelines file ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise PipelineConfigError(f"{path}: not valid YAML: {exc}") from None
+    doc = config_files.read_yaml(path, "pipelines file", PipelineConfigError)
     if not isinstance(doc, dict):
         raise PipelineConfigError(f"{path}: expected a mapping of pipeline names")
     return doc
-
-
-def _build(cls, data: dict, where: str, prefix: str):
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in data.items():
-        dotted = f"{prefix}{key}"
-        if key not in names:
-            raise PipelineConfigError(f"{where}: unknown key {dotted!r} (allowed here: {', '.join(sorted(names))})")
-        kwargs[key] = _coerce(hints[key], value, where, dotted)
-    return cls(**kwargs)
-
-
-def _coerce(tp, value, where: str, key: str):
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise PipelineConfigError(f"{where}: key {key!r}: expected a mapping, got {_show(value)}")
-        return _build(tp, value, where, key + ".")
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):  # e.g. a size as bytes or as text ("1GB")
-        for option in typing.get_args(tp):
-            try:
-                return _coerce(option, value, where, key)
-            except PipelineConfigError:
-                continue
-        raise PipelineConfigError(f"{where}: key {key!r}: expected "
-                                  f"{' or '.join(t.__name__ for t in typing.get_args(tp))}, got {_show(value)}")
-    if origin is dict:
-        _, item = typing.get_args(tp)
-        if not isinstance(value, dict):
-            raise PipelineConfigError(f"{where}: key {key!r}: expected a mapping of {item.__name__}, got {_show(value)}")
-        return {str(k): _coerce(item, v, where, f"{key}.{k}") for k, v in value.items()}
-    if origin is list:
-        (item,) = typing.get_args(tp)
-        if not isinstance(value, list):
-            raise PipelineConfigError(f"{where}: key {key!r}: expected a list of {item.__name__}, got {_show(value)}")
-        return [_coerce(item, v, where, f"{key}[{i}]") for i, v in enumerate(value)]
-    ok = {bool: lambda v: isinstance(v, bool),
-          int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-          float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-          str: lambda v: isinstance(v, str)}[tp](value)
-    if not ok:
-        raise PipelineConfigError(f"{where}: key {key!r}: expected {tp.__name__}, got {_show(value)}")
-    return float(value) if tp is float else value
-
-
-def _show(value) -> str:
-    return f"{type(value).__name__} {value!r}"

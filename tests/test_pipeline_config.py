@@ -74,3 +74,23 @@ def test_limit_takes_the_first_assets_of_any_source_and_keeps_the_hash(tmp_path)
     assert [t.uid for t in tasks_for(pipe, out)[0]] == ["a", "b", "c"]
     assert [t.uid for t in tasks_for(limited, out)[0]] == ["a", "b"]
     assert limited.config_hash() == pipe.config_hash()  # a trial grows into the full run
+
+
+def test_both_config_files_extend_and_take_overrides_checked_alike(tmp_path):
+    path = write(tmp_path, "base: {seed: 5, render: {samples: 4, resolution: 64}}\n"
+                           "child: {extends: base, render: {resolution: 32}}\n"
+                           "loop_a: {extends: loop_b}\nloop_b: {extends: loop_a}\n")
+    child = load_pipeline("child", path, overrides=["render.fov_deg=30"])
+    assert (child.seed, child.render.samples, child.render.resolution, child.render.fov_deg) == (5, 4, 32, 30.0)
+    with pytest.raises(PipelineConfigError, match="in a cycle"):
+        load_pipeline("loop_a", path)
+    with pytest.raises(PipelineConfigError, match=r"pipeline 'child': key 'render.samples': expected int"):
+        load_pipeline("child", path, overrides=["render.samples=true"])
+
+    from train.config import TrainConfigError, load_train_config
+    cfg = load_train_config("vae-tiny", "vae", ["optim.lr=3e-4", "vae.width=64"])  # 3e-4: YAML 1.1 says str
+    assert cfg.optim.lr == 3e-4 and cfg.vae.width == 64
+    with pytest.raises(TrainConfigError, match=r"unknown key 'optim.lrr' \(allowed here: beta1"):
+        load_train_config("vae-tiny", "vae", ["optim.lrr=1"])
+    with pytest.raises(TrainConfigError, match=r"key 'vae.width': expected int, got float 1.5"):
+        load_train_config("vae-tiny", "vae", ["vae.width=1.5"])

@@ -1,6 +1,6 @@
 """Training configurations: named entries of `training.yaml` (beside pipelines.yaml), or a YAML file
-of one configuration. Plain dataclasses; an unknown key or a wrong type is an error that names the
-file, the configuration and the key. `extends: NAME` starts from configuration NAME (of the same file;
+of one configuration. Plain dataclasses, validated as pipelines.yaml is (dataset/config_files.py,
+pydantic); an unknown key or a wrong type is an error that names the file, the configuration and the key. `extends: NAME` starts from configuration NAME (of the same file;
 for a file of one configuration, of training.yaml) and merges the entry's own keys into it, mapping
 by mapping, so an ablation states only what it changes.
 
@@ -11,13 +11,10 @@ reports 200 epochs for each without defining one; at one clip per example its di
 about 19,500 steps."""
 from __future__ import annotations
 
-import dataclasses
 import os
-import typing
 from dataclasses import dataclass, field
 
-import yaml
-
+from dataset import config_files
 from dataset.loaders import LoaderConfig
 from model.denoiser import DenoiserConfig
 from model.edm import EDMConfig
@@ -66,14 +63,15 @@ class TrainConfig:
     compile: bool = False         # torch.compile the training step's forward (GPUs; first steps compile)
 
 
-def load_train_config(spec: str, kind: str | None = None) -> TrainConfig:
-    """`spec` is NAME (in training.yaml), FILE:NAME, or FILE holding one configuration."""
+def load_train_config(spec: str, kind: str | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """`spec` is NAME (in training.yaml), FILE:NAME, or FILE holding one configuration; `overrides`
+    ("dotted.key=value", `train --set`) are applied before validation, checked as the file is."""
     path, name = DEFAULT_FILE, spec
     if ":" in spec:
         path, name = spec.rsplit(":", 1)
     elif os.path.exists(spec):
         path, name = spec, None
-    doc = _read(path)
+    doc = config_files.read_yaml(path, "training configurations", TrainConfigError)
     if name is not None:
         if not isinstance(doc, dict) or name not in doc:
             raise TrainConfigError(f"{path}: no training configuration named {name!r} "
@@ -82,64 +80,12 @@ def load_train_config(spec: str, kind: str | None = None) -> TrainConfig:
     else:
         entry, named = doc, None
     where = f"{path}" + (f": configuration {name!r}" if name else "")
-    data = _resolve(entry, where, path, named, [name])
-    cfg = _build(TrainConfig, {**data, "name": name or os.path.basename(path)}, where, "")
+    data = config_files.resolve(entry, where, path, named, [name], TrainConfigError, base_file=DEFAULT_FILE)
+    for item in overrides or []:
+        config_files.apply_override(data, item, where, TrainConfigError)
+    cfg = config_files.build(TrainConfig, {**data, "name": name or os.path.basename(path)}, where, TrainConfigError)
     if cfg.kind not in ("vae", "diffusion"):
         raise TrainConfigError(f"{where}: key 'kind' must be 'vae' or 'diffusion', got {cfg.kind!r}")
     if kind is not None and cfg.kind != kind:
         raise TrainConfigError(f"{where} is a {cfg.kind} configuration, not {kind}")
     return cfg
-
-
-def _read(path: str):
-    try:
-        with open(path) as f:
-            return yaml.safe_load(f)
-    except OSError as exc:
-        raise TrainConfigError(f"{path}: cannot read training configurations ({exc.strerror})") from None
-
-
-def _resolve(entry, where: str, path: str, named: dict | None, chain: list) -> dict:
-    """The entry with its `extends:` chain merged in (the entry's own keys win, mapping by mapping)."""
-    if not isinstance(entry, dict):
-        raise TrainConfigError(f"{where}: expected a mapping")
-    entry = dict(entry)
-    base = entry.pop("extends", None)
-    if base is None:
-        return entry
-    if named is None:  # a file of one configuration extends a configuration of training.yaml
-        path, named = DEFAULT_FILE, _read(DEFAULT_FILE)
-    if not isinstance(base, str) or base not in (named or {}):
-        raise TrainConfigError(f"{where}: extends {base!r}, which is not a configuration of {path}")
-    if base in chain:
-        raise TrainConfigError(f"{where}: extends {base!r} in a cycle ({' -> '.join(map(str, chain + [base]))})")
-    return _merge(_resolve(named[base], f"{path}: configuration {base!r}", path, named, chain + [base]), entry)
-
-
-def _merge(base: dict, own: dict) -> dict:
-    out = dict(base)
-    for key, value in own.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
-def _build(cls, data: dict, where: str, prefix: str):
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in data.items():
-        dotted = prefix + key
-        if key not in names:
-            raise TrainConfigError(f"{where}: unknown key {dotted!r} (allowed here: {', '.join(sorted(names))})")
-        tp = hints[key]
-        if dataclasses.is_dataclass(tp):
-            if not isinstance(value, dict):
-                raise TrainConfigError(f"{where}: key {dotted!r}: expected a mapping, got {value!r}")
-            kwargs[key] = _build(tp, value, where, dotted + ".")
-        elif tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            kwargs[key] = float(value)
-        elif isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
-            kwargs[key] = value
-        else:
-            raise TrainConfigError(f"{where}: key {dotted!r}: expected {tp.__name__}, got {value!r}")
-    return cls(**kwargs)
