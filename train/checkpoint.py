@@ -41,7 +41,10 @@ def save(out_dir: str, step: int, state: dict) -> str:
     path = path_for(out_dir, step)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}"
-    torch.save(state, tmp)
+    with open(tmp, "wb") as f:  # synced before the rename, as dataset.storage.atomic_write does
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
     return path
 
