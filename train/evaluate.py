@@ -462,6 +462,11 @@ def evaluate(shards: list[str], vae_checkpoint: str, out_dir: str, diffusion_che
         lpips_ok = lpips_metric.load(lpips_backbone) is not None
         if not lpips_ok:
             notes.append(lpips_metric.unavailable_reason(lpips_backbone))
+    alignment = (actionbench_settings or {}).get("alignment", "similarity")
+    notes.append("CD-3D, CD-4D and CD-M aligned by " + (
+        "the reference's gradient ICP with a scale per axis (ActionBench's own)" if alignment == "actionbench" else
+        "a closed-form similarity ICP, stricter than ActionBench's per-axis scale (eval --alignment actionbench "
+        "for figures beside ActionMesh's)"))
     kinds = ["reconstruction"] + (["generation"] if diffusion_checkpoint else []) + list(CONTROLS)
     available = {"": True, "render": render is not None, "lpips": lpips_ok}
     frame = [m for m in metrics("frame") if available[m.needs]]
