@@ -37,6 +37,21 @@ def demo_assets(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="session")
+def demo_copies(tmp_path_factory, demo_assets):
+    """name -> {format: path} of a demo asset written again as FBX, USD, OBJ, .blend and COLLADA
+    (tests/format_copies.py), made once per session; tests copy them, never move or change them."""
+    from tests.format_copies import format_copies
+
+    cache = {}
+
+    def get(name: str) -> dict:
+        if name not in cache:
+            cache[name] = format_copies(demo_assets[name]["path"], str(tmp_path_factory.mktemp(f"copies-{name}")))
+        return cache[name]
+    return get
+
+
+@pytest.fixture(scope="session")
 def render_cached(tmp_path_factory):
     cache = {}
 

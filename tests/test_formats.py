@@ -2,22 +2,22 @@
 OBJ (no animation) and COLLADA (no importer in Blender 5) end as recorded rejections."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 
 from tests.conftest import tiny_job, tiny_pipelines_file
-from tests.format_copies import format_copies
 from tests.test_pipeline import journal_rows, run_cli, shard_contents
 from render.launcher import render_asset
 
 CLI = [sys.executable, "-m", "driveanymesh"]
 
 
-def test_each_imported_format_renders_the_glbs_clip(tmp_path, demo_assets):
+def test_each_imported_format_renders_the_glbs_clip(tmp_path, demo_assets, demo_copies):
     glb = demo_assets["creature_textured"]["path"]
-    copies = format_copies(glb, str(tmp_path / "copies"))
+    copies = demo_copies("creature_textured")
     job = tiny_job(resolution=32, samples=1, keyframes=4)
     clips = {}
     for fmt, path in {"glb": glb, **copies}.items():
@@ -38,12 +38,12 @@ def test_each_imported_format_renders_the_glbs_clip(tmp_path, demo_assets):
         assert scene["n_textured_materials"] == 1 and scene["textured_face_fraction"] == 1.0, fmt
 
 
-def test_a_folder_of_formats_is_audited_asset_by_asset(tmp_path, demo_assets):
-    copies = format_copies(demo_assets["rigid_spinner"]["path"], str(tmp_path / "copies"))
+def test_a_folder_of_formats_is_audited_asset_by_asset(tmp_path, demo_copies):
+    copies = demo_copies("rigid_spinner")
     folder = tmp_path / "assets"
     folder.mkdir()
     for fmt in ("fbx", "obj", "dae"):  # the folder itself is the source: its listing picks formats
-        os.rename(copies[fmt], folder / os.path.basename(copies[fmt]))
+        shutil.copy(copies[fmt], folder / os.path.basename(copies[fmt]))
     (folder / "notes.txt").write_text("not an asset\n")
     pipelines = tiny_pipelines_file(tmp_path, [])
     text = open(pipelines).read().replace(f"path: {tmp_path / 'assets.txt'}", f"path: {folder}")

@@ -16,7 +16,6 @@ from curation.dataset_card import dataset_card
 from curation.splits import read_run_info, read_splits
 from dataset.storage import Store
 from curation.sources import objaverse_xl
-from tests.format_copies import format_copies
 from tests.test_pipeline import journal_rows, shard_contents
 
 CLI = [sys.executable, "-m", "driveanymesh"]
@@ -27,9 +26,10 @@ def blob(org, path, commit="0123456789abcdef0123456789abcdef01234567"):
     return f"https://github.com/{org}/models/blob/{commit}/{path}"
 
 
-def write_mirror(root, files: dict) -> dict:
-    """Annotations, metadata records and raw files; `files`: name -> local file or bytes. Returns the
-    settings keys and the sha256 of each named object."""
+def write_mirror(root, files: dict, spinner: dict) -> dict:
+    """Annotations, metadata records and raw files; `files`, `spinner`: format -> a copy of the creature
+    and of the spinner demo asset (`spinner["glb"]` the asset itself). Returns the settings keys and the
+    sha256 of each named object."""
     raw = root / "raw"
     rows, records, shas = [], [], {}
 
@@ -46,6 +46,9 @@ def write_mirror(root, files: dict) -> dict:
 
     anim = {"animation_count": 1, "armature_count": 1, "shape_key_count": 0, "vert_count": 500, "poly_count": 800}
     add("walker.fbx", open(files["fbx"], "rb").read(), "fbx", meta=anim)
+    add("walker.usdc", open(files["usd"], "rb").read(), "usdc", meta=anim)  # every selected format renders
+    add("spinner.glb", open(spinner["glb"], "rb").read(), "glb", meta=anim)
+    add("spinner.blend", open(spinner["blend"], "rb").read(), "blend", meta=anim)
     add("statue.blend", open(files["blend"], "rb").read(), "blend", meta={**anim, "animation_count": 0})
     add("unseen.glb", b"glTF-not-rendered", "glb")  # no metadata record
     add("part.stl", b"solid part", "stl")
@@ -60,14 +63,19 @@ def write_mirror(root, files: dict) -> dict:
             "raw": f"file://{raw}", "shas": shas}
 
 
-def test_selection_reads_the_layout_and_gives_each_dropped_candidate_its_reason(tmp_path, demo_assets):
-    files = format_copies(demo_assets["creature_textured"]["path"], str(tmp_path / "copies"))
-    m = write_mirror(tmp_path, files)
+def mirror_of(tmp_path, demo_assets, demo_copies) -> dict:
+    return write_mirror(tmp_path, demo_copies("creature_textured"),
+                        {**demo_copies("rigid_spinner"), "glb": demo_assets["rigid_spinner"]["path"]})
+
+
+def test_selection_reads_the_layout_and_gives_each_dropped_candidate_its_reason(tmp_path, demo_assets, demo_copies):
+    m = mirror_of(tmp_path, demo_assets, demo_copies)
     s = objaverse_xl.ObjaverseXLSettings(annotations_dir=m["annotations_dir"],
                                          animation_metadata=m["animation_metadata"])
     sel = objaverse_xl.select(s)
     sha = m["shas"]
-    assert {t.uid for t in sel.tasks} == {sha["walker.fbx"], sha["changed.fbx"]}
+    rendered = ("walker.fbx", "walker.usdc", "spinner.glb", "spinner.blend")
+    assert {t.uid for t in sel.tasks} == {sha[n] for n in rendered + ("changed.fbx",)}
     walker = next(t for t in sel.tasks if t.uid == sha["walker.fbx"])
     assert walker.license == MIT and walker.info["author"] == "ana" and walker.info["fileType"] == "fbx"
     assert walker.info["viewerUrl"].startswith("https://github.com/ana/models/blob/")
@@ -76,7 +84,7 @@ def test_selection_reads_the_layout_and_gives_each_dropped_candidate_its_reason(
     assert by_rule["license"]["uid"] == sha["gpl.fbx"] and "GNU General" in by_rule["license"]["reasons"][0]
     assert by_rule["too_many_vertices"]["uid"] == sha["huge.fbx"]
     c = sel.counts
-    assert (c["considered"], c["file_type"], c["no_metadata"], c["not_animated"], c["selected"]) == (7, 1, 1, 1, 2)
+    assert (c["considered"], c["file_type"], c["no_metadata"], c["not_animated"], c["selected"]) == (10, 1, 1, 1, 5)
     # a smaller limit is a prefix of a larger one
     s.limit = 1
     assert [t.uid for t in objaverse_xl.select(s).tasks] == [t.uid for t in sel.tasks][:1]
@@ -84,9 +92,8 @@ def test_selection_reads_the_layout_and_gives_each_dropped_candidate_its_reason(
         "https://raw.githubusercontent.com/ana/models/0123456789abcdef0123456789abcdef01234567/assets/")
 
 
-def test_a_run_fetches_checks_and_renders_the_selected_object(tmp_path, demo_assets):
-    files = format_copies(demo_assets["creature_textured"]["path"], str(tmp_path / "copies"))
-    m = write_mirror(tmp_path, files)
+def test_a_run_fetches_checks_and_renders_the_selected_object(tmp_path, demo_assets, demo_copies):
+    m = mirror_of(tmp_path, demo_assets, demo_copies)
     pipelines = tmp_path / "pipelines.yaml"
     pipelines.write_text(f"""
 xl:
@@ -103,7 +110,8 @@ xl:
                                  "--workers", "2"], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     sha = m["shas"]
-    assert list(shard_contents(out)) == [f"{sha['walker.fbx']}_0"]
+    assert set(shard_contents(out)) == {f"{sha[n]}_0" for n in ("walker.fbx", "walker.usdc", "spinner.glb",
+                                                                  "spinner.blend")}  # each format it selects
     failed = [r for r in journal_rows(out, "download")]
     assert [r["uid"] for r in failed] == [sha["changed.fbx"]] and "differs from the annotation" in failed[0]["reasons"][0]
     meta_rules = {r["rule"] for r in journal_rows(out, "metadata")}
