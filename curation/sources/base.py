@@ -66,3 +66,13 @@ class Source:
         """From a run.json's `source` section: (a heading, {setting: value}) of the rules the source
         applied before download, for the dataset card; None when it applies none."""
         return None
+
+
+def seeded_order(uids, seed: int, limit: int = 0) -> list[str]:
+    """The uids sorted, permuted by numpy.random.default_rng(seed), cut to `limit` (0: all): a smaller
+    limit is a prefix of a larger one with the same seed. Every source that selects by metadata uses it."""
+    import numpy as np
+
+    ordered = sorted(uids)
+    picked = [ordered[i] for i in np.random.default_rng(seed).permutation(len(ordered))]
+    return picked[:limit] if limit else picked

@@ -75,9 +75,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from curation.sources.base import AssetTask, Source
+from curation.sources.base import AssetTask, Source, seeded_order
 
 # Rules in the order they are applied; the first that fails decides. not_animated is only counted:
 # it drops ~97% of Objaverse's 800k assets, and a row per asset would swamp the audit log.
@@ -183,10 +181,7 @@ def select(settings: ObjaverseSettings) -> Selection:
                                           values=values))
         del records  # one file's full records at a time
     passed = sorted(info)
-    order = np.random.default_rng(settings.shuffle_seed).permutation(len(passed))
-    uids = [passed[i] for i in order]
-    if settings.limit:
-        uids = uids[:settings.limit]
+    uids = seeded_order(passed, settings.shuffle_seed, settings.limit)
     counts["passed"], counts["selected"] = len(passed), len(uids)
     rejected.sort(key=lambda r: r["uid"])
     return Selection(uids=uids, rejected=rejected, counts=counts, info={u: info[u] for u in uids})

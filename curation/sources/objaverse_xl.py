@@ -38,9 +38,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from curation.sources.base import AssetTask, Source
+from curation.sources.base import AssetTask, Source, seeded_order
 from curation.sources.objaverse import FetchError, download_url
 
 HF_XL_URL = "https://huggingface.co/datasets/allenai/objaverse-xl/resolve/main/"
@@ -186,10 +184,7 @@ def select(settings: ObjaverseXLSettings, kind: str = "objaverse-xl") -> Selecti
                     continue
                 seen.add(sha)
                 passed[sha] = _info(row, meta)
-    uids = sorted(passed)
-    uids = [uids[i] for i in np.random.default_rng(settings.shuffle_seed).permutation(len(uids))]
-    if settings.limit:
-        uids = uids[:settings.limit]
+    uids = seeded_order(passed, settings.shuffle_seed, settings.limit)
     counts["passed"], counts["selected"] = len(passed), len(uids)
     tasks = [AssetTask(u, kind, license=passed[u]["license"], info=passed[u]) for u in uids]
     return Selection(tasks, sorted(rejected, key=lambda r: r["uid"]), counts)

@@ -31,9 +31,7 @@ import os
 import zipfile
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from curation.sources.base import AssetTask, Source
+from curation.sources.base import AssetTask, Source, seeded_order
 from curation.sources.objaverse import FetchError, download_url
 from render.formats import ASSET_FILES
 
@@ -118,10 +116,7 @@ def select(s: TexVerseSettings, kind: str = "texverse") -> tuple[list[AssetTask]
                        "viewerUrl": rec.get("viewerUrl") or f"https://sketchfab.com/3d-models/{uid}",
                        "animations": rec.get("animation"), "faceCount": rec.get("faceCount"),
                        "file": files[uid]}
-    uids = sorted(passed)
-    uids = [uids[i] for i in np.random.default_rng(s.shuffle_seed).permutation(len(uids))]
-    if s.limit:
-        uids = uids[:s.limit]
+    uids = seeded_order(passed, s.shuffle_seed, s.limit)
     counts["passed"], counts["selected"] = len(passed), len(uids)
     tasks = [AssetTask(u, kind, license=passed[u]["license"], info=passed[u]) for u in uids]
     return tasks, rejected, counts
